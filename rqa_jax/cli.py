@@ -1,0 +1,99 @@
+"""The ``rqa`` command. Each subcommand is a thin layer over the library; errors in the
+user's input print one clear line (file:line where there is one) and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from rqa_jax.data.formats import ID_TEXT_FORMATS, FormatError
+from rqa_jax.models.bert import UnsupportedModelError
+from rqa_jax.models.hf import CheckpointMismatchError, ModelDirError
+
+# Errors that mean "your input is wrong", reported without a traceback.
+USER_ERRORS = (
+    FormatError,
+    ModelDirError,
+    UnsupportedModelError,
+    CheckpointMismatchError,
+    FileNotFoundError,
+    ValueError,
+    TypeError,
+)
+
+
+def _add_encode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "encode",
+        help="encode a TSV of queries or passages to embeddings.npy + ids.txt",
+        description="Input: 'id<TAB>text' lines (passages may add '<TAB>title'). Output DIR gets "
+        "embeddings.npy (float32, row i = line i), ids.txt and meta.json.",
+    )
+    p.add_argument("--model", required=True, help="HF or rqa_jax model dir")
+    p.add_argument("--kind", required=True, choices=["query", "passage"])
+    p.add_argument("--input", required=True, help="TSV file")
+    p.add_argument("--output", required=True, help="output dir")
+    p.add_argument("--format", default="id_text_title", choices=ID_TEXT_FORMATS,
+                   help="column order of passage files with titles")  # fmt: skip
+    p.add_argument("--pooling", choices=["cls", "mean"], default=None,
+                   help="default: the model dir's (sentence-transformers metadata) or cls")  # fmt: skip
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="L2-normalise vectors (default: the model dir's choice)")  # fmt: skip
+    p.add_argument("--max-length", type=int, default=None,
+                   help="max tokens (default: the model dir's, else 32 query / 128 passage)")  # fmt: skip
+    p.add_argument("--title-form", choices=["hf", "rocketqa"], default=None,
+                   help="how a passage without title is encoded")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_encode)
+
+
+def _run_encode(args: argparse.Namespace) -> int:
+    from rqa_jax.api import load_dual_encoder
+    from rqa_jax.index.encode import count_valid_lines, encode_file
+
+    # Validate the input before spending time loading the model.
+    count_valid_lines(args.input, args.kind, args.format)
+    lengths = {"q_max_len" if args.kind == "query" else "p_max_len": args.max_length}
+    model = load_dual_encoder(
+        args.model,
+        pooling=args.pooling,
+        normalize=args.normalize,
+        title_form=args.title_form,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        **lengths,
+    )
+    start = time.perf_counter()
+    n = encode_file(
+        model, args.kind, args.input, args.output, fmt=args.format,
+        progress=not args.no_progress, model_name=str(args.model),
+    )  # fmt: skip
+    secs = time.perf_counter() - start
+    print(f"encoded {n} {args.kind} rows in {secs:.1f}s ({n / secs:.1f}/s) -> {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rqa", description="RocketQA in JAX: train, encode, search"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_encode(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        print(f"rqa {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tokenization, file formats and input pipelines."""

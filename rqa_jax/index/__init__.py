@@ -1,0 +1,1 @@
+"""Corpus encoding and retrieval indexes."""

@@ -1,0 +1,1 @@
+"""Flax encoders, retriever/re-ranker towers and HF checkpoint conversion."""
