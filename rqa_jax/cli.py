@@ -56,7 +56,7 @@ def _run_encode(args: argparse.Namespace) -> int:
     from rqa_jax.index.encode import count_valid_lines, encode_file
 
     # Validate the input before spending time loading the model.
-    count_valid_lines(args.input, args.kind, args.format)
+    n_rows = count_valid_lines(args.input, args.kind, args.format)
     lengths = {"q_max_len" if args.kind == "query" else "p_max_len": args.max_length}
     model = load_dual_encoder(
         args.model,
@@ -70,7 +70,7 @@ def _run_encode(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     n = encode_file(
         model, args.kind, args.input, args.output, fmt=args.format,
-        progress=not args.no_progress, model_name=str(args.model),
+        progress=not args.no_progress, model_name=str(args.model), n_rows=n_rows,
     )  # fmt: skip
     secs = time.perf_counter() - start
     print(f"encoded {n} {args.kind} rows in {secs:.1f}s ({n / secs:.1f}/s) -> {args.output}")

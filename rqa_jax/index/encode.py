@@ -44,12 +44,14 @@ def encode_file(
     chunk_size: int = 8192,
     progress: bool = True,
     model_name: str = "",
+    n_rows: int | None = None,
 ) -> int:
     """Encodes every row of ``input_path``; returns the row count. Row i of the embeddings is
-    line i of the input; ``ids.txt`` holds the ids in the same order."""
+    line i of the input; ``ids.txt`` holds the ids in the same order. ``n_rows``: the count
+    from an earlier :func:`count_valid_lines` of the same file (skips a second validation)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    n = count_valid_lines(input_path, kind, fmt)
+    n = count_valid_lines(input_path, kind, fmt) if n_rows is None else n_rows
     if n == 0:
         raise ValueError(f"{input_path}: no rows to encode (the file is empty)")
     out = Path(output_dir)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -116,22 +116,25 @@ def state_dict_to_params(
     abstract_params: Mapping[str, Any],
     prefix: str,
     source: str,
-    init_params: Mapping[str, Any] | None = None,
+    init_fn: Callable[[], Mapping[str, Any]] | None = None,
     optional: tuple[str, ...] = ("pooler.",),
 ) -> tuple[dict[str, Any], set[str]]:
     """Fills a per-layer Flax param tree from HF tensors; returns (params, used HF keys).
 
     Keys starting with an ``optional`` prefix that the checkpoint lacks are taken from
-    ``init_params`` (freshly initialised) with a warning; anything else missing is an error.
+    ``init_fn()`` (a fresh initialisation, only computed when needed) with a warning;
+    anything else missing is an error.
     """
     flat = traverse_util.flatten_dict(abstract_params)
-    init_flat = traverse_util.flatten_dict(init_params) if init_params is not None else {}
+    init_flat: dict[tuple[str, ...], Any] | None = None
     out, used, missing, fresh = {}, set(), [], []
     for path, leaf in flat.items():
         key, transpose = flax_path_to_hf_key(path)
         value = _lookup(state, prefix + key)
         if value is None:
-            if key.startswith(optional) and path in init_flat:
+            if key.startswith(optional) and init_fn is not None:
+                if init_flat is None:
+                    init_flat = traverse_util.flatten_dict(init_fn())
                 out[path] = np.asarray(init_flat[path])
                 fresh.append(prefix + key)
                 continue
@@ -168,9 +171,10 @@ def load_bert(
     state = read_state_dict(path)
     prefix, state = _split_prefix(state)
     model = BertModel(config, param_dtype=param_dtype)
-    params = init_params(model, seed)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
-    params, used = state_dict_to_params(state, abstract, prefix, str(path), params)
+    abstract = abstract_params(model, jnp.zeros((1, 8), jnp.int32))
+    params, used = state_dict_to_params(
+        state, abstract, prefix, str(path), lambda: init_params(model, seed)
+    )
     unexpected = [
         k
         for k in state
@@ -184,6 +188,12 @@ def load_bert(
     if scan_layers:
         params = stack_layer_params(params, config.num_hidden_layers)
     return config, params
+
+
+def abstract_params(model: Any, *inputs: Any) -> dict[str, Any]:
+    """Parameter shapes and dtypes of ``model`` without computing (or compiling) an init."""
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *inputs))
+    return shapes["params"]
 
 
 def init_params(model: BertModel, seed: int = 0, seq_len: int = 8) -> dict[str, Any]:
@@ -307,9 +317,6 @@ def load_cross_encoder(
         }
     net = CrossEncoderNet(config, head, param_dtype=param_dtype)
     ids = jnp.zeros((1, 8), jnp.int32)
-    batch = {"input_ids": ids, "attention_mask": ids + 1}
-    fresh = jax.jit(lambda r: net.init(r, batch))(jax.random.PRNGKey(seed))["params"]
-    fresh = jax.tree.map(np.asarray, fresh)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), fresh)
-    params, _ = state_dict_to_params(state, abstract, "", str(path), fresh, optional=())
+    abstract = abstract_params(net, {"input_ids": ids, "attention_mask": ids + 1})
+    params, _ = state_dict_to_params(state, abstract, "", str(path), optional=())
     return config, head, params

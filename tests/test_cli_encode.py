@@ -1,0 +1,161 @@
+"""`rqa encode`: parity with sentence-transformers, streaming in chunks, and bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rqa_jax.cli import main as rqa
+from rqa_jax.demo import SAMPLE_DIR
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The sample passages without titles, as `id<TAB>text`."""
+    path = tmp_path_factory.mktemp("data") / "corpus.tsv"
+    rows = [line.split("\t")[:2] for line in (SAMPLE_DIR / "corpus.tsv").read_text().splitlines()]
+    path.write_text("".join(f"{pid}\t{text}\n" for pid, text in rows))
+    return path, [pid for pid, _ in rows], [text for _, text in rows]
+
+
+def test_encode_with_no_flags_equals_sentence_transformers(minilm_dir, corpus, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    path, ids, texts = corpus
+    out = tmp_path / "out"
+    argv = ["encode", "--model", str(minilm_dir), "--kind", "passage", "--input", str(path)]
+    assert rqa([*argv, "--output", str(out)]) == 0
+    emb = np.load(out / "embeddings.npy")
+    assert emb.dtype == np.float32 and emb.shape == (len(texts), 384)
+    assert (out / "ids.txt").read_text().split("\n")[:-1] == ids
+    ref = SentenceTransformer(str(minilm_dir), device="cpu").encode(texts)
+    np.testing.assert_allclose(emb, ref, atol=1e-5)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["pooling"] == "mean" and meta["normalize"] and meta["max_length"] == 256
+    assert not list(out.glob("*.partial"))
+
+
+def test_chunked_streaming_gives_the_same_rows(minilm_dir, corpus, tmp_path):
+    from rqa_jax.api import load_dual_encoder
+    from rqa_jax.index.encode import encode_file
+
+    path, _, _ = corpus
+    model = load_dual_encoder(minilm_dir, batch_size=4)
+    encode_file(model, "passage", path, tmp_path / "a", chunk_size=7, progress=False)
+    encode_file(model, "passage", path, tmp_path / "b", chunk_size=1000, progress=False)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "a" / "embeddings.npy"),
+        np.load(tmp_path / "b" / "embeddings.npy"),
+        atol=1e-6,
+    )
+
+
+def test_flags_override_the_model_dir(minilm_dir, corpus, tmp_path):
+    path, _, _ = corpus
+    out = tmp_path / "cls"
+    argv = ["encode", "--model", str(minilm_dir), "--kind", "query", "--input", str(path)]
+    assert (
+        rqa(
+            [
+                *argv,
+                "--output",
+                str(out),
+                "--pooling",
+                "cls",
+                "--no-normalize",
+                "--max-length",
+                "16",
+            ]
+        )
+        == 0
+    )
+    meta = json.loads((out / "meta.json").read_text())
+    assert (meta["pooling"], meta["normalize"], meta["max_length"]) == ("cls", False, 16)
+    assert np.linalg.norm(np.load(out / "embeddings.npy"), axis=1).max() > 1.5
+
+
+def _bad(tmp_path, capsys, argv):
+    out = tmp_path / "out"
+    rc = rqa([*argv, "--output", str(out)])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert not out.exists() or not any(out.iterdir())
+    return err
+
+
+def test_line_without_tab_names_file_and_line(minilm_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("p1\tfine text\np2 has no tab\n")
+    err = _bad(
+        tmp_path,
+        capsys,
+        ["encode", "--model", str(minilm_dir), "--kind", "passage", "--input", str(bad)],
+    )
+    assert f"{bad}:2: expected 'id<TAB>text" in err
+
+
+def test_empty_text_names_file_and_line(minilm_dir, tmp_path, capsys):
+    bad = tmp_path / "empty.tsv"
+    bad.write_text("q1\tfine\nq2\t   \n")
+    err = _bad(
+        tmp_path,
+        capsys,
+        ["encode", "--model", str(minilm_dir), "--kind", "query", "--input", str(bad)],
+    )
+    assert f"{bad}:2: empty text for id 'q2'" in err
+
+
+def test_missing_model_dir_and_unsupported_architecture(corpus, tmp_path, capsys):
+    path, _, _ = corpus
+    err = _bad(
+        tmp_path,
+        capsys,
+        ["encode", "--model", str(tmp_path / "nope"), "--kind", "query", "--input", str(path)],
+    )
+    assert "does not exist" in err
+    weird = tmp_path / "gpt"
+    weird.mkdir()
+    (weird / "config.json").write_text('{"model_type": "gpt2"}')
+    err = _bad(
+        tmp_path, capsys, ["encode", "--model", str(weird), "--kind", "query", "--input", str(path)]
+    )
+    assert "model_type 'gpt2' is not supported" in err
+
+
+def test_missing_input_file(minilm_dir, tmp_path, capsys):
+    argv = [
+        "encode",
+        "--model",
+        str(minilm_dir),
+        "--kind",
+        "query",
+        "--input",
+        str(tmp_path / "x.tsv"),
+    ]
+    assert "does not exist" in _bad(tmp_path, capsys, argv)
+
+
+def test_failure_midway_keeps_earlier_complete_output(minilm_dir, corpus, tmp_path, capsys):
+    path, _, _ = corpus
+    out = tmp_path / "out"
+    argv = ["encode", "--model", str(minilm_dir), "--kind", "passage", "--output", str(out)]
+    assert rqa([*argv, "--input", str(path)]) == 0
+    before = np.load(out / "embeddings.npy")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("p1\tok\np2\n")
+    assert rqa([*argv, "--input", str(bad)]) != 0
+    np.testing.assert_array_equal(np.load(out / "embeddings.npy"), before)
+
+
+def test_console_script_exit_code(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("no tab here\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rqa_jax.cli", "encode", "--model", str(tmp_path), "--kind", "query",
+         "--input", str(bad), "--output", str(tmp_path / "o")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"{bad}:1: expected" in proc.stderr
