@@ -1,0 +1,217 @@
+"""A small, seeded MS MARCO-format dataset that retrieval training visibly improves.
+
+Invented entities (towns, companies, rivers, scientists, bands) each get one passage per
+attribute ("Valmora was founded in 1743 ..."). A question asks for one attribute of one
+entity in paraphrase ("In what year was Valmora established?"), so:
+
+* the entity name, the question's only rare word, also names the entity's other passages
+  (distractors that share the answer passage's title and subject), and
+* the attribute words of the question are paraphrases, often borrowing a word from another
+  passage of the same entity ("How many people are *settled* in X?" asks for the population,
+  not the founding by *settlers*), while other entities' passages about the same attribute
+  repeat the answer passage's wording.
+
+Lexical overlap alone cannot solve it; a retriever has to learn which attribute a question
+asks for. Train and dev queries are about disjoint entities.
+
+    python -m rqa_jax.data.sample OUT_DIR [--entities-per-type 120] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+from rqa_jax.data import formats
+
+SYLLABLES = [
+    "val",
+    "mor",
+    "tesk",
+    "ari",
+    "bel",
+    "cor",
+    "dun",
+    "eth",
+    "fal",
+    "gor",
+    "hal",
+    "ist",
+    "jor",
+    "kel",
+    "lum",
+    "nar",
+    "oss",
+    "pel",
+    "quin",
+    "ras",
+    "sol",
+    "tav",
+    "ur",
+    "ven",
+    "wyl",
+    "zan",
+    "brek",
+    "dra",
+    "fen",
+]
+PLACES = [
+    "Orrin",
+    "Kessa",
+    "Thule",
+    "Marrow",
+    "Ostia",
+    "Vellan",
+    "Quarry",
+    "Dunmoor",
+    "Hesk",
+    "Lyra",
+]
+PEOPLE = ["Ada", "Brenn", "Corin", "Dalia", "Elro", "Fiora", "Gael", "Hanne", "Ivo", "Juna"]
+GOODS = ["copper", "wool", "timber", "salt", "glass", "amber", "tin", "olives"]
+
+# type -> attribute -> (passage templates, question templates); {e} is the entity name,
+# {a}/{b} are values drawn per entity.
+SCHEMA: dict[str, dict[str, tuple[list[str], list[str]]]] = {
+    "town": {
+        "founded": (["{e} was founded in {a} by settlers from {b}."],
+                    ["How many years ago did the first residents arrive in {e}?", "Since when have people lived in {e}?"]),
+        "population": (["{e} has a population of about {a} thousand residents."],
+                       ["How many people are settled in {e} now?", "What is the headcount of {e}?"]),
+        "export": (["The main export of {e} is {a}, shipped mostly to {b}."],
+                   ["Which goods do the settlers of {e} sell to other towns?", "What trade made {e} rich?"]),
+        "mayor": (["The current mayor of {e} is {a} {b}son."],
+                  ["Who was elected to run {e}, which exports goods?", "Who is in charge of {e} at present?"]),
+    },
+    "company": {
+        "founded": (["{e} was founded in {a} by {b} as a small workshop."],
+                    ["How long ago did the staff of {e} first open shop?", "What is the year {e} was set up?"]),
+        "headquarters": (["{e} has its headquarters in {b}, near the old harbour."],
+                         ["Where do the people of {e} go to the head office?", "In which city does {e} sit?"]),
+        "employees": (["{e} employs roughly {a} hundred people across its sites."],
+                      ["How many workers does {e} have at its headquarters and elsewhere?", "What is the size of {e}'s team?"]),
+        "product": (["{e} is best known for making {a} tools and fittings."],
+                    ["What do the people who work at {e} build?", "What does {e} turn out?"]),
+    },
+    "river": {
+        "length": (["The {e} river is {a} kilometres long from source to mouth."],
+                   ["How far is it from where the {e} begins to where it ends?", "What is the extent of the {e}?"]),
+        "source": (["The {e} rises in the hills above {b}."],
+                   ["Where is the {e} at its start, many kilometres from the sea?", "Where does the {e} come from?"]),
+        "mouth": (["The {e} empties into the sea at {b}."],
+                  ["Where does the long {e} river finish?", "Where does the {e} stop flowing?"]),
+        "bridge": (["The oldest bridge over the {e} was built in {a} of {c} stone."],
+                   ["When could people first walk across the {e} river?", "What year did the first crossing of the {e} open?"]),
+    },
+    "scientist": {
+        "born": (["{e} was born in {b} in {a}."],
+                 ["Which town did {e} come from before the university years?", "Where did {e} grow up?"]),
+        "discovery": (["{e} is remembered for discovering how {c} reacts with {d}."],
+                      ["Which research result earned {e} a medal?", "What did {e} find out?"]),
+        "university": (["{e} taught chemistry at the university of {b} for {a} years."],
+                       ["Where did {e} lecture, far from where {e} was born?", "Which college employed {e}?"]),
+        "award": (["In {a}, {e} received the {b} medal for research."],
+                  ["What honour did {e} get for the discovery?", "Which prize went to {e}?"]),
+    },
+    "band": {
+        "formed": (["{e} formed in {b} in {a} when four school friends met."],
+                   ["When did the singer of {e} first play with the others?", "How long has {e} existed?"]),
+        "album": (["The debut album of {e}, {c} Nights, sold {a} thousand copies."],
+                  ["What was the first record that {e} put out?", "How well did the earliest LP of {e} sell?"]),
+        "singer": (["The lead vocalist of {e} is {c} {b}."],
+                   ["Who is the voice on the albums of {e}?", "Who fronts {e}?"]),
+        "genre": (["{e} plays a mix of folk and {c} rock."],
+                  ["What sound did {e} have when it formed?", "Which style is {e} known for?"]),
+    },
+}  # fmt: skip
+
+
+def _name(rng: random.Random, used: set[str]) -> str:
+    while True:
+        name = "".join(rng.choice(SYLLABLES) for _ in range(rng.choice((2, 3)))).capitalize()
+        if name not in used:
+            used.add(name)
+            return name
+
+
+def generate(
+    out_dir: str | Path,
+    entities_per_type: int = 120,
+    train_queries: int = 600,
+    dev_queries: int = 200,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Writes collection.tsv, titles.tsv, queries.{train,dev}.tsv and qrels.{train,dev}.tsv;
+    returns their paths by short name. Same arguments, same files, byte for byte."""
+    rng = random.Random(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    passages: list[formats.TextRecord] = []
+    # (entity index, question text, answer pid) per possible question
+    questions: list[tuple[int, str, str]] = []
+    entity = 0
+    for etype, attributes in SCHEMA.items():
+        for _ in range(entities_per_type):
+            name = _name(rng, used)
+            values = {
+                "a": str(rng.randint(2, 98) if rng.random() < 0.5 else rng.randint(1700, 1990)),
+                "b": rng.choice(PLACES),
+                "c": rng.choice(GOODS).capitalize() if etype != "scientist" else rng.choice(GOODS),
+                "d": rng.choice(GOODS),
+            }
+            for p_templates, q_templates in attributes.values():
+                pid = str(len(passages))
+                text = rng.choice(p_templates).format(e=name, **values)
+                passages.append(formats.TextRecord(pid, text, name))
+                questions.append((entity, rng.choice(q_templates).format(e=name), pid))
+            entity += 1
+    rng.shuffle(passages)  # pids stay; order in the file is mixed
+    entities = list(range(entity))
+    rng.shuffle(entities)
+    dev_entities = set(entities[: len(entities) // 4])
+    pools = {
+        "train": [q for q in questions if q[0] not in dev_entities],
+        "dev": [q for q in questions if q[0] in dev_entities],
+    }
+    paths = {
+        "collection": out / "collection.tsv",
+        "titles": out / "titles.tsv",
+    }
+    formats.write_id_text(paths["collection"], passages)
+    formats.write_titles(paths["titles"], {p.id: p.title for p in passages})
+    for split, wanted in (("train", train_queries), ("dev", dev_queries)):
+        pool = pools[split]
+        if wanted > len(pool):
+            raise ValueError(f"{wanted} {split} queries asked, only {len(pool)} possible")
+        chosen = rng.sample(pool, wanted)
+        prefix = "t" if split == "train" else "d"
+        queries = [formats.TextRecord(f"{prefix}{i}", q) for i, (_, q, _) in enumerate(chosen)]
+        qrels = {f"{prefix}{i}": {pid: 1} for i, (_, _, pid) in enumerate(chosen)}
+        paths[f"queries.{split}"] = out / f"queries.{split}.tsv"
+        paths[f"qrels.{split}"] = out / f"qrels.{split}.tsv"
+        formats.write_id_text(paths[f"queries.{split}"], queries)
+        formats.write_qrels(paths[f"qrels.{split}"], qrels)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("out_dir")
+    parser.add_argument("--entities-per-type", type=int, default=120)
+    parser.add_argument("--train-queries", type=int, default=600)
+    parser.add_argument("--dev-queries", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    paths = generate(
+        args.out_dir, args.entities_per_type, args.train_queries, args.dev_queries, args.seed
+    )
+    for name, path in paths.items():
+        print(f"{name:>14}: {path}")
+
+
+if __name__ == "__main__":
+    main()
