@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -32,3 +33,13 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
 
 def data_size(mesh: Mesh) -> int:
     return mesh.shape[DATA]
+
+
+def global_batch(local_batch: Any, mesh: Mesh) -> Any:
+    """Each process's rows → one global array per leaf, split over 'data' (multi-host safe:
+    every process passes only the rows it read; the global batch is their concatenation
+    in process order)."""
+    sharding = data_sharded(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
+    )

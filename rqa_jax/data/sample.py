@@ -72,26 +72,26 @@ PEOPLE = ["Ada", "Brenn", "Corin", "Dalia", "Elro", "Fiora", "Gael", "Hanne", "I
 GOODS = ["copper", "wool", "timber", "salt", "glass", "amber", "tin", "olives"]
 
 # type -> attribute -> (passage templates, question templates); {e} is the entity name,
-# {a}/{b} are values drawn per entity.
+# the other fields are values drawn per entity (see ``values`` in :func:`generate`).
 SCHEMA: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "town": {
-        "founded": (["{e} was founded in {a} by settlers from {b}."],
+        "founded": (["{e} was founded in {y} by settlers from {b}."],
                     ["How many years ago did the first residents arrive in {e}?", "Since when have people lived in {e}?"]),
         "population": (["{e} has a population of about {a} thousand residents."],
                        ["How many people are settled in {e} now?", "What is the headcount of {e}?"]),
-        "export": (["The main export of {e} is {a}, shipped mostly to {b}."],
+        "export": (["The main export of {e} is {d}, shipped mostly to {b}."],
                    ["Which goods do the settlers of {e} sell to other towns?", "What trade made {e} rich?"]),
-        "mayor": (["The current mayor of {e} is {a} {b}son."],
+        "mayor": (["The current mayor of {e} is {n} {b}son."],
                   ["Who was elected to run {e}, which exports goods?", "Who is in charge of {e} at present?"]),
     },
     "company": {
-        "founded": (["{e} was founded in {a} by {b} as a small workshop."],
+        "founded": (["{e} was founded in {y} by {n} as a small workshop."],
                     ["How long ago did the staff of {e} first open shop?", "What is the year {e} was set up?"]),
         "headquarters": (["{e} has its headquarters in {b}, near the old harbour."],
                          ["Where do the people of {e} go to the head office?", "In which city does {e} sit?"]),
         "employees": (["{e} employs roughly {a} hundred people across its sites."],
                       ["How many workers does {e} have at its headquarters and elsewhere?", "What is the size of {e}'s team?"]),
-        "product": (["{e} is best known for making {a} tools and fittings."],
+        "product": (["{e} is best known for making {d} tools and fittings."],
                     ["What do the people who work at {e} build?", "What does {e} turn out?"]),
     },
     "river": {
@@ -101,27 +101,27 @@ SCHEMA: dict[str, dict[str, tuple[list[str], list[str]]]] = {
                    ["Where is the {e} at its start, many kilometres from the sea?", "Where does the {e} come from?"]),
         "mouth": (["The {e} empties into the sea at {b}."],
                   ["Where does the long {e} river finish?", "Where does the {e} stop flowing?"]),
-        "bridge": (["The oldest bridge over the {e} was built in {a} of {c} stone."],
+        "bridge": (["The oldest bridge over the {e} was built in {y} of {d}-coloured stone."],
                    ["When could people first walk across the {e} river?", "What year did the first crossing of the {e} open?"]),
     },
     "scientist": {
-        "born": (["{e} was born in {b} in {a}."],
+        "born": (["{e} was born in {b} in {y}."],
                  ["Which town did {e} come from before the university years?", "Where did {e} grow up?"]),
         "discovery": (["{e} is remembered for discovering how {c} reacts with {d}."],
                       ["Which research result earned {e} a medal?", "What did {e} find out?"]),
         "university": (["{e} taught chemistry at the university of {b} for {a} years."],
                        ["Where did {e} lecture, far from where {e} was born?", "Which college employed {e}?"]),
-        "award": (["In {a}, {e} received the {b} medal for research."],
+        "award": (["In {y}, {e} received the {b} medal for research."],
                   ["What honour did {e} get for the discovery?", "Which prize went to {e}?"]),
     },
     "band": {
-        "formed": (["{e} formed in {b} in {a} when four school friends met."],
+        "formed": (["{e} formed in {b} in {y} when four school friends met."],
                    ["When did the singer of {e} first play with the others?", "How long has {e} existed?"]),
         "album": (["The debut album of {e}, {c} Nights, sold {a} thousand copies."],
                   ["What was the first record that {e} put out?", "How well did the earliest LP of {e} sell?"]),
-        "singer": (["The lead vocalist of {e} is {c} {b}."],
+        "singer": (["The lead vocalist of {e} is {n} {b}."],
                    ["Who is the voice on the albums of {e}?", "Who fronts {e}?"]),
-        "genre": (["{e} plays a mix of folk and {c} rock."],
+        "genre": (["{e} plays a mix of folk and {d}-age rock."],
                   ["What sound did {e} have when it formed?", "Which style is {e} known for?"]),
     },
 }  # fmt: skip
@@ -152,14 +152,16 @@ def generate(
     # (entity index, question text, answer pid) per possible question
     questions: list[tuple[int, str, str]] = []
     entity = 0
-    for etype, attributes in SCHEMA.items():
+    for attributes in SCHEMA.values():
         for _ in range(entities_per_type):
             name = _name(rng, used)
             values = {
-                "a": str(rng.randint(2, 98) if rng.random() < 0.5 else rng.randint(1700, 1990)),
+                "a": str(rng.randint(2, 98)),  # a count
+                "y": str(rng.randint(1700, 1990)),  # a year
                 "b": rng.choice(PLACES),
-                "c": rng.choice(GOODS).capitalize() if etype != "scientist" else rng.choice(GOODS),
+                "c": rng.choice(GOODS).capitalize(),
                 "d": rng.choice(GOODS),
+                "n": rng.choice(PEOPLE),
             }
             for p_templates, q_templates in attributes.values():
                 pid = str(len(passages))
