@@ -37,7 +37,6 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["rqa_jax", "rqa_jax.*"]),
-    package_data={"rqa_jax": ["data/sample/*.tsv"]},
     install_requires=RUNTIME,
     extras_require={"demo": DEMO, "test": TEST},
     entry_points={"console_scripts": ["rqa=rqa_jax.cli:main"]},

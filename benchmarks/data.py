@@ -18,7 +18,7 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import write_results  # noqa: E402
+from common import write_results
 
 
 def loader_rate(tokenizer, examples, spec, steps: int) -> float:
@@ -80,7 +80,9 @@ def main() -> None:
         paths = generate(tmp)
         examples = list(E.dual_from_marco(paths["collection"], paths["queries.train"], paths["qrels.train"],
                                           paths["titles"], num_negatives=args.negatives))  # fmt: skip
-    spec = BatchSpec("dual", args.batch_size, q_max_len=32, p_max_len=128, num_negatives=args.negatives)
+    spec = BatchSpec(
+        "dual", args.batch_size, q_max_len=32, p_max_len=128, num_negatives=args.negatives
+    )
     loader = loader_rate(tokenizer, examples, spec, args.steps)
     step = step_rate(model_dir, tokenizer, examples, spec, args.steps)
     results = {

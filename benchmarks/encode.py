@@ -27,11 +27,14 @@ from common import write_results
 def make_passages(n: int, seed: int = 0) -> list[str]:
     """Passages of 8 to 150 words drawn from the sample corpus vocabulary (MS MARCO-like:
     most around 40-80 words)."""
-    from rqa_jax.demo import SAMPLE_DIR
+    from rqa_jax.data import formats
+    from rqa_jax.data.sample import generate
 
-    words = " ".join(
-        line.split("\t")[1] for line in (SAMPLE_DIR / "corpus.tsv").read_text().splitlines()
-    ).split()
+    with tempfile.TemporaryDirectory() as tmp:
+        collection = generate(tmp, entities_per_type=20, train_queries=10, dev_queries=10)[
+            "collection"
+        ]
+        words = " ".join(r.text for r in formats.iter_collection(collection)).split()
     rng = np.random.default_rng(seed)
     lengths = np.clip(rng.normal(60, 30, size=n), 8, 150).astype(int)
     return [" ".join(rng.choice(words, size=k)) for k in lengths]

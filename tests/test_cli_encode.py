@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 
 from rqa_jax.cli import main as rqa
-from rqa_jax.demo import SAMPLE_DIR
+from rqa_jax.data import formats
+from rqa_jax.data.sample import generate
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """The sample passages without titles, as `id<TAB>text`."""
-    path = tmp_path_factory.mktemp("data") / "corpus.tsv"
-    rows = [line.split("\t")[:2] for line in (SAMPLE_DIR / "corpus.tsv").read_text().splitlines()]
-    path.write_text("".join(f"{pid}\t{text}\n" for pid, text in rows))
-    return path, [pid for pid, _ in rows], [text for _, text in rows]
+    """A small generated sample corpus (`id<TAB>text`)."""
+    paths = generate(
+        tmp_path_factory.mktemp("data"), entities_per_type=6, train_queries=8, dev_queries=8
+    )
+    rows = list(formats.iter_collection(paths["collection"]))
+    return paths["collection"], [r.id for r in rows], [r.text for r in rows]
 
 
 def test_encode_with_no_flags_equals_sentence_transformers(minilm_dir, corpus, tmp_path):
