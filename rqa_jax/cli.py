@@ -82,11 +82,53 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rqa", description="RocketQA in JAX: train, encode, search"
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("train", help="train a model: rqa train --config configs/X.py --workdir DIR",
+                   add_help=False)  # fmt: skip
     _add_encode(sub)
     return parser
 
 
+def run_train(argv: Sequence[str]) -> int:
+    """``rqa train --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``:
+    ml_collections config flags (absl), so any config key can be overridden."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config", None, "experiment config file (get_config())", flag_values=fv
+    )
+    flags.DEFINE_string("workdir", None, "checkpoints, metrics and exports go here", flag_values=fv)
+    try:
+        fv(["rqa train", *argv])
+        if fv.config is None or fv.workdir is None:
+            raise flags.Error("--config and --workdir are required")
+    except flags.Error as e:
+        print(f"rqa train: error: {e}\nusage: rqa train --config configs/X.py --workdir DIR [--config.key=value ...]",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    from rqa_jax.train.loop import train_dual
+
+    config = fv.config
+    if config.get("task", "dual") != "dual":
+        print(f"rqa train: error: task {config.task!r} is not supported yet", file=sys.stderr)
+        return 2
+    try:
+        result = train_dual(config, fv.workdir)
+    except USER_ERRORS as e:
+        print(f"rqa train: error: {e}", file=sys.stderr)
+        return 1
+    shown = {k: round(v, 4) for k, v in result["metrics"].items() if isinstance(v, float)}
+    print(f"rqa train: {result['status']} at step {result['step']}: {shown}")
+    if "export" in result["metrics"]:
+        print(f"rqa train: model exported to {result['metrics']['export']}")
+    return 0 if result["status"] == "completed" else 3
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        return run_train(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,1 @@
+"""Training: state and optimizer, jitted steps, and the loop."""

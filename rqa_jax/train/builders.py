@@ -1,0 +1,139 @@
+"""From a config to the pieces the loop needs: model, tokenizer, parameters, data."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rqa_jax import parallel
+from rqa_jax.api import DTYPES, load_tokenizer
+from rqa_jax.data import examples as E
+from rqa_jax.data import tfds_builders
+from rqa_jax.data.sample import generate
+from rqa_jax.models import hf
+from rqa_jax.models.bert import BertConfig
+from rqa_jax.models.towers import DualEncoderNet
+
+
+@dataclasses.dataclass
+class DevSet:
+    """A dev split for retrieval evaluation: queries, qrels and the corpus to search."""
+
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    corpus: dict[str, tuple[str | None, str]]  # pid -> (title, text)
+
+
+def dual_net(config: ml_collections.ConfigDict, bert_config: BertConfig) -> DualEncoderNet:
+    return DualEncoderNet(
+        bert_config,
+        tie_towers=config.tie_towers,
+        pooling=config.pooling,
+        normalize=config.normalize,
+        dtype=DTYPES[config.dtype],
+        param_dtype=DTYPES[config.param_dtype],
+        remat=config.remat,
+        scan_layers=config.scan_layers,
+    )
+
+
+def _to_mesh(tree: Any, shardings: Any) -> Any:
+    """Host numpy arrays (the same on every process) → global arrays in ``shardings``."""
+    return jax.tree.map(
+        lambda x, s: jax.make_array_from_callback(x.shape, s, lambda idx, x=x: x[idx]),
+        tree,
+        shardings,
+    )
+
+
+def init_dual_params(
+    config: ml_collections.ConfigDict, net: DualEncoderNet, mesh: jax.sharding.Mesh
+) -> tuple[Any, Any]:
+    """(params on the mesh, their shardings): from ``config.model_dir``'s HF weights (both
+    towers start from them), or random under jit with ``out_shardings`` (from scratch)."""
+    rules = parallel.RULE_SETS[config.partition_rules]
+    ids = jnp.zeros((1, 8), jnp.int32)
+    batch = {"input_ids": ids, "attention_mask": ids + 1}
+    abstract = hf.abstract_params(net, batch, batch)
+    shardings = parallel.param_shardings(abstract, mesh, rules)
+    if not config.model_dir:
+        init = lambda: net.init(jax.random.PRNGKey(config.seed), batch, batch)["params"]  # noqa: E731
+        return parallel.sharded_init(init, shardings), shardings
+    _, tower = hf.load_bert(
+        config.model_dir, param_dtype=DTYPES[config.param_dtype], scan_layers=config.scan_layers
+    )
+    names = ["encoder"] if config.tie_towers else ["query_encoder", "passage_encoder"]
+    host = {name: tower for name in names}
+    return _to_mesh(jax.tree.map(np.asarray, host), shardings), shardings
+
+
+def bert_config_for(config: ml_collections.ConfigDict) -> BertConfig:
+    if config.model_dir:
+        return hf.load_config(config.model_dir)
+    return BertConfig(**config.model_config.to_dict())
+
+
+def tokenizer_for(config: ml_collections.ConfigDict) -> Any:
+    return load_tokenizer(config.tokenizer_dir or config.model_dir)
+
+
+def _marco_dev(d: Path) -> DevSet:
+    from rqa_jax.data import formats as F
+
+    titles = F.read_titles(d / "titles.tsv") if (d / "titles.tsv").is_file() else {}
+    corpus = {r.id: (titles.get(r.id), r.text) for r in F.iter_collection(d / "collection.tsv")}
+    queries = {q.id: q.text for q in F.iter_queries(d / "queries.dev.tsv")}
+    qrels = F.read_qrels(d / "qrels.dev.tsv", corpus_ids=corpus)
+    return DevSet(queries, qrels, corpus)
+
+
+def dual_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Any, DevSet | None]:
+    """(random-access training examples, dev set or None) for ``config.data.source``:
+
+    * ``sample``: the generated sample dataset (written to ``workdir/data`` once);
+    * ``marco``: an MS MARCO dir (``triples.train.tsv``, or queries/qrels + random negatives);
+    * ``rocketqa_tsv``: RocketQA's 6-column file at ``data.path``;
+    * ``dpr``: DPR ``nq-train.json`` at ``data.path``;
+    * ``tfds``: a built TFDS dataset (``data.tfds_name`` from ``data.dir`` into ``data.tfds_dir``).
+    """
+    d = config.data
+    dev: DevSet | None = None
+    if d.source in ("sample", "marco"):
+        root = Path(d.dir) if d.source == "marco" else workdir / "data"
+        if d.source == "sample" and not (root / "qrels.dev.tsv").is_file():
+            generate(root, seed=d.sample_seed)
+        if (root / "triples.train.tsv").is_file():
+            examples = list(E.dual_from_triples(root / "triples.train.tsv"))
+        else:
+            titles = root / "titles.tsv" if (root / "titles.tsv").is_file() else None
+            examples = list(E.dual_from_marco(root / "collection.tsv", root / "queries.train.tsv", root / "qrels.train.tsv",
+                                              titles, d.num_random_negatives, config.seed))  # fmt: skip
+        if (root / "queries.dev.tsv").is_file():
+            dev = _marco_dev(root)
+    elif d.source == "rocketqa_tsv":
+        examples = list(E.dual_from_rocketqa_tsv(d.path))
+    elif d.source == "dpr":
+        examples = list(E.dual_from_dpr(d.path))
+    elif d.source == "tfds":
+        builder = tfds_builders.build(d.tfds_name, d.dir, d.tfds_dir)
+        examples = tfds_builders.data_source(builder, "train")
+        if d.tfds_name == "nq_dpr":
+            examples = [E.dual_from_dpr_example(examples[i]) for i in range(len(examples))]
+    else:
+        raise ValueError(
+            f"data.source must be sample|marco|rocketqa_tsv|dpr|tfds, got {d.source!r}"
+        )
+    if d.dev_max_queries and dev is not None:
+        keep = list(dev.queries)[: d.dev_max_queries]
+        dev = DevSet(
+            {q: dev.queries[q] for q in keep},
+            {q: dev.qrels[q] for q in keep if q in dev.qrels},
+            dev.corpus,
+        )
+    return examples, dev

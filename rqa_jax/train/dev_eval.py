@@ -1,0 +1,53 @@
+"""Dev retrieval evaluation during training: encode the dev corpus and queries with the
+current parameters, search exactly, report MRR@10 and Recall@k (MS MARCO conventions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rqa_jax.data import tokenize
+from rqa_jax.eval.metrics import mrr_at_k, recall_at_k
+from rqa_jax.inference import BatchRunner
+from rqa_jax.models.towers import DualEncoderNet
+from rqa_jax.train.builders import DevSet
+
+
+class DevEvaluator:
+    """Tokenizes the dev set once; :meth:`__call__` scores a set of parameters."""
+
+    def __init__(self, dev: DevSet, net: DualEncoderNet, tokenizer: Any, q_max_len: int, p_max_len: int,
+                 title_form: str = "hf", batch_size: int = 128) -> None:  # fmt: skip
+        self.dev, self.net, self.batch_size = dev, net, batch_size
+        self.qids = list(dev.queries)
+        self.pids = list(dev.corpus)
+        self.queries = tokenize.encode_queries(
+            tokenizer, [dev.queries[q] for q in self.qids], q_max_len
+        )
+        titles = [dev.corpus[p][0] for p in self.pids]
+        texts = [dev.corpus[p][1] for p in self.pids]
+        self.passages = tokenize.encode_passages(tokenizer, texts, titles, p_max_len, title_form)
+
+    def __call__(self, params: Any, k: int = 100) -> dict[str, float]:
+        net = self.net
+        runner = BatchRunner(
+            params,
+            {"query": lambda p, b: net.apply({"params": p}, b, method=DualEncoderNet.encode_query),
+             "passage": lambda p, b: net.apply({"params": p}, b, method=DualEncoderNet.encode_passage)},
+            batch_size=self.batch_size,
+        )  # fmt: skip
+        q = runner.run("query", self.queries)
+        p = runner.run("passage", self.passages)
+        scores = q @ p.T
+        top = np.argsort(-scores, axis=1)[:, :k]
+        run = {
+            qid: [(self.pids[j], float(scores[i, j])) for j in top[i]]
+            for i, qid in enumerate(self.qids)
+        }
+        return {
+            "dev_mrr@10": mrr_at_k(self.dev.qrels, run, 10),
+            "dev_recall@1": recall_at_k(self.dev.qrels, run, 1),
+            "dev_recall@10": recall_at_k(self.dev.qrels, run, 10),
+            "dev_recall@100": recall_at_k(self.dev.qrels, run, 100),
+        }

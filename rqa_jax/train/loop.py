@@ -1,0 +1,252 @@
+"""The training loop: data → jitted steps → metrics, dev evaluation, orbax checkpoints.
+
+``workdir`` holds everything a run needs to continue: ``checkpoints/`` (parameters,
+optimizer state, step, the data iterator's position and the config, every
+``checkpoint_every`` steps and on SIGTERM), ``metrics.jsonl``, TensorBoard event files in
+``tb/``, and the final model as HF dirs in ``export/``. Starting again with the same
+workdir resumes from the newest checkpoint that restores; one that fails is reported and
+the one before it is used. Only process 0 writes logs and exports; orbax coordinates the
+checkpoint writes of all processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+from tqdm import tqdm
+
+from rqa_jax import parallel
+from rqa_jax.data.loader import BatchSpec, Loader
+from rqa_jax.models import hf
+from rqa_jax.train import builders
+from rqa_jax.train.dev_eval import DevEvaluator
+from rqa_jax.train.state import TrainState, create_state, make_optimizer, rocketqa_schedule
+from rqa_jax.train.steps import dual_step_fn, jit_step
+
+log = logging.getLogger(__name__)
+Hook = Callable[[int, dict[str, float]], None]
+
+
+class MetricsWriter:
+    """JSONL + TensorBoard scalars, process 0 only. On resume, records past the restored
+    step are dropped (they belong to steps that will run again)."""
+
+    def __init__(self, workdir: Path, resume_step: int) -> None:
+        self.enabled = jax.process_index() == 0
+        self.path = workdir / "metrics.jsonl"
+        self._tb = None
+        if not self.enabled:
+            return
+        if self.path.is_file():
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if json.loads(line)["step"] <= resume_step
+            ]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(str(workdir / "tb"), purge_step=resume_step + 1)
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **scalars}) + "\n")
+        for name, value in scalars.items():
+            self._tb.add_scalar(name, value, step)
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks after each step (then saves and stops)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _Preemption:
+        def handler(signum, frame):
+            self.requested = True
+
+        try:
+            self._previous = signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread: no handler, no preemption support
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _batch_crc(batch: dict[str, Any]) -> int:
+    """A fingerprint of the batch's queries: equal sequences mean the same data order."""
+    return zlib.crc32(np.ascontiguousarray(batch["query"]["input_ids"]).tobytes())
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def _restore_latest(
+    mngr: ocp.CheckpointManager, state: TrainState
+) -> tuple[TrainState, dict | None, int]:
+    """Newest restorable checkpoint → (state, data iterator state, step); falls back to older
+    ones, reporting each failure and moving the broken checkpoint aside (kept, not deleted,
+    under ``corrupted_checkpoints/``); (state, None, 0) when there is none."""
+    for step in sorted(mngr.all_steps(), reverse=True):
+        try:
+            restored = mngr.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(_abstract(state)), data=ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as e:  # a corrupted or partial checkpoint: say so, try the previous one
+            msg = f"checkpoint step {step} failed to restore ({type(e).__name__}: {e}); trying an earlier one"
+            log.error("%s: %s", mngr.directory, msg)
+            print(f"rqa train: {msg}")
+            _move_aside(Path(mngr.directory), step)
+            mngr.reload()
+            continue
+        return restored["state"], restored["data"], step
+    return state, None, 0
+
+
+def _move_aside(checkpoints: Path, step: int) -> None:
+    """checkpoints/<step> → corrupted_checkpoints/<step>[.n] (process 0), so the step can be
+    written again when training passes it."""
+    if jax.process_index() == 0:
+        target = checkpoints.parent / "corrupted_checkpoints" / str(step)
+        n = 0
+        while target.exists():
+            n += 1
+            target = target.with_name(f"{step}.{n}")
+        target.parent.mkdir(exist_ok=True)
+        (checkpoints / str(step)).rename(target)
+    multihost_utils.sync_global_devices(f"rqa_jax: moved checkpoint {step} aside")
+
+
+def export_dual(
+    workdir: Path, config: ml_collections.ConfigDict, params: Any, tokenizer: Any
+) -> Path:
+    """Writes the towers as HF dirs under ``workdir/export`` (one dir if tied, else
+    ``query_encoder/`` + ``passage_encoder/``) that :func:`rqa_jax.load_model` reads back."""
+    out = workdir / "export"
+    bert_config = builders.bert_config_for(config)
+    settings = {"pooling": config.pooling, "normalize": config.normalize, "q_max_len": config.q_max_len,
+                "p_max_len": config.p_max_len, "title_form": config.title_form}  # fmt: skip
+    if config.tie_towers:
+        hf.export_bert(out, bert_config, params["encoder"], tokenizer, config.pooling, config.normalize,
+                       config.p_max_len, settings)  # fmt: skip
+    else:
+        for name, max_len in (
+            ("query_encoder", config.q_max_len),
+            ("passage_encoder", config.p_max_len),
+        ):
+            hf.export_bert(out / name, bert_config, params[name], tokenizer, config.pooling, config.normalize,
+                           max_len, settings)  # fmt: skip
+        (out / "rqa_jax.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return out
+
+
+def train_dual(
+    config: ml_collections.ConfigDict, workdir: str | Path, hooks: Sequence[Hook] = ()
+) -> dict[str, Any]:
+    """Trains (or resumes training) a dual encoder; returns the last metrics and status."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mesh = parallel.make_mesh(config.mesh_model)
+    bert_config = builders.bert_config_for(config)
+    tokenizer = builders.tokenizer_for(config)
+    net = builders.dual_net(config, bert_config)
+    examples, dev = builders.dual_data(config, workdir)
+    spec = BatchSpec("dual", config.batch_size, config.q_max_len, config.p_max_len,
+                     num_negatives=config.num_negatives, title_form=config.title_form)  # fmt: skip
+    loader = Loader(examples, tokenizer, spec, seed=config.seed)
+    total = config.num_train_steps or config.num_epochs * loader.steps_per_epoch
+    if total <= 0:
+        raise ValueError("set num_train_steps or num_epochs to a positive number")
+    tx = make_optimizer(
+        config.learning_rate, total, config.warmup_proportion, config.weight_decay, config.clip_norm
+    )
+    schedule = rocketqa_schedule(config.learning_rate, total, int(total * config.warmup_proportion))
+
+    params, _ = builders.init_dual_params(config, net, mesh)
+    state = jax.jit(lambda p: create_state(p, tx))(params)
+    state_shardings = jax.tree.map(lambda x: x.sharding, state)
+    mngr = ocp.CheckpointManager(
+        (workdir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True),
+        item_names=("state", "data", "config"),
+    )
+    state, data_state, start = _restore_latest(mngr, state)
+    if data_state is not None:
+        loader.set_state(data_state)
+        print(f"rqa train: resumed from step {start} in {workdir}")
+    step_fn = jit_step(dual_step_fn(net, tx, mesh, schedule, config.logit_scale, config.cross_batch, config.dropout),
+                       state_shardings, mesh)  # fmt: skip
+    evaluator = (DevEvaluator(dev, net, tokenizer, config.q_max_len, config.p_max_len, config.title_form,
+                              config.eval_batch_size) if dev is not None and config.eval_every else None)  # fmt: skip
+    writer = MetricsWriter(workdir, start)
+    rng = jax.random.PRNGKey(config.seed)
+
+    def save(step: int) -> None:
+        mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                data=ocp.args.JsonSave(loader.get_state()),
+                                                config=ocp.args.JsonSave(config.to_dict())), force=True)  # fmt: skip
+
+    if start == 0 and evaluator is not None and config.eval_at_start:
+        writer.write(0, evaluator(state.params))
+    last: dict[str, Any] = {}
+    status = "completed"
+    with _Preemption() as preemption, tqdm(total=total, initial=start, desc="train dual", unit="step",
+                                           disable=jax.process_index() != 0) as bar:  # fmt: skip
+        for step in range(start + 1, total + 1):
+            local = next(loader)
+            crc = _batch_crc(local)
+            state, metrics = step_fn(state, parallel.global_batch(local, mesh), rng)
+            bar.update(1)
+            if step % config.log_every == 0 or step == total:
+                last = {k: float(v) for k, v in jax.device_get(metrics).items()} | {
+                    "batch_crc": crc
+                }
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+                if evaluator is not None and (step % config.eval_every == 0 or step == total):
+                    last |= evaluator(state.params)
+                writer.write(step, last)
+            for hook in hooks:
+                hook(step, last)
+            if step % config.checkpoint_every == 0 or step == total or preemption.requested:
+                save(step)
+            if preemption.requested and step < total:
+                status = "preempted"
+                print(
+                    f"rqa train: SIGTERM: saved step {step}; run again with the same --workdir to resume"
+                )
+                break
+    mngr.wait_until_finished()
+    writer.close()
+    if status == "completed":
+        host_params = multihost_utils.process_allgather(
+            state.params, tiled=True
+        )  # collective: all processes
+        if jax.process_index() == 0:
+            last["export"] = str(export_dual(workdir, config, host_params, tokenizer))
+    return {"status": status, "step": int(state.step), "metrics": last, "state": state}
