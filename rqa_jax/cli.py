@@ -12,6 +12,8 @@ from rqa_jax.data.formats import ID_TEXT_FORMATS, FormatError
 from rqa_jax.models.bert import UnsupportedModelError
 from rqa_jax.models.hf import CheckpointMismatchError, ModelDirError
 
+# KeyError: a run naming a passage missing from the corpus.
+
 # Errors that mean "your input is wrong", reported without a traceback.
 USER_ERRORS = (
     FormatError,
@@ -21,6 +23,7 @@ USER_ERRORS = (
     FileNotFoundError,
     ValueError,
     TypeError,
+    KeyError,
 )
 
 
@@ -68,12 +71,144 @@ def _run_encode(args: argparse.Namespace) -> int:
         **lengths,
     )
     start = time.perf_counter()
+    from rqa_jax.models.hf import model_fingerprint
+
     n = encode_file(
-        model, args.kind, args.input, args.output, fmt=args.format,
-        progress=not args.no_progress, model_name=str(args.model), n_rows=n_rows,
+        model, args.kind, args.input, args.output, fmt=args.format, progress=not args.no_progress,
+        model_name=str(args.model), n_rows=n_rows, model_fingerprint=model_fingerprint(args.model),
     )  # fmt: skip
     secs = time.perf_counter() - start
     print(f"encoded {n} {args.kind} rows in {secs:.1f}s ({n / secs:.1f}/s) -> {args.output}")
+    return 0
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index", help="build a ScaNN or exact index over `rqa encode` passage embeddings"
+    )
+    p.add_argument("--embeddings", required=True, help="output dir of rqa encode --kind passage")
+    p.add_argument("--output", required=True, help="index dir")
+    p.add_argument("--backend", choices=["scann", "exact"], default="scann")
+    p.add_argument(
+        "--num-leaves", type=int, default=None, help="ScaNN tree leaves (default ~sqrt(N))"
+    )
+    p.add_argument("--num-leaves-to-search", type=int, default=None)
+    p.add_argument("--reorder", type=int, default=None, help="ScaNN exact re-scoring depth")
+    p.set_defaults(func=_run_index)
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from rqa_jax.index.search import Index
+
+    params = {k: v for k, v in (("num_leaves", args.num_leaves), ("num_leaves_to_search", args.num_leaves_to_search),
+                                ("reorder", args.reorder)) if v is not None}  # fmt: skip
+    start = time.perf_counter()
+    index = Index.build(args.embeddings, args.backend, **params)
+    index.save(args.output)
+    print(
+        f"indexed {index.meta['count']} passages ({args.backend}) in {time.perf_counter() - start:.1f}s -> {args.output}"
+    )
+    return 0
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="encode queries and retrieve the top k passages into a TREC run"
+    )
+    p.add_argument("--model", required=True, help="the model that encoded the corpus")
+    p.add_argument("--index", required=True)
+    p.add_argument("--queries", required=True, help="TSV 'qid<TAB>query'")
+    p.add_argument("--top-k", type=int, default=1000)
+    p.add_argument("--output", required=True, help="run file to write")
+    p.add_argument(
+        "--corpus", default=None, help="optional: check the index covers this collection"
+    )
+    p.add_argument("--format", choices=["trec", "rocketqa"], default="trec")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from rqa_jax.api import load_dual_encoder
+    from rqa_jax.data import formats
+    from rqa_jax.index.search import Index
+    from rqa_jax.models.hf import model_fingerprint
+
+    queries = list(formats.iter_queries(args.queries))
+    if not queries:
+        raise ValueError(f"{args.queries}: no queries (the file is empty)")
+    corpus_ids = (
+        [r.id for r in formats.iter_collection(args.corpus, allow_title=True)]
+        if args.corpus
+        else None
+    )
+    model = load_dual_encoder(args.model, batch_size=args.batch_size)
+    index = Index.load(
+        args.index,
+        dim=model.dim,
+        model_fingerprint=model_fingerprint(args.model),
+        corpus_ids=corpus_ids,
+    )
+    start = time.perf_counter()
+    q = model.encode_query([r.text for r in queries])
+    hits = index.search(q, args.top_k)
+    formats.write_run(
+        args.output, {r.id: h for r, h in zip(queries, hits, strict=True)}, fmt=args.format
+    )
+    print(f"searched {len(queries)} queries in {time.perf_counter() - start:.1f}s -> {args.output}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a run against qrels (or NQ answers); prints JSON")
+    p.add_argument("--run", required=True)
+    p.add_argument("--qrels", default=None)
+    p.add_argument("--metrics", default="mrr@10,recall@50,recall@1000,ndcg@10")
+    p.add_argument(
+        "--answers",
+        default=None,
+        help="NQ qa.csv (question<TAB>[answers]); needs --corpus and --queries",
+    )
+    p.add_argument(
+        "--queries", default=None, help="qid<TAB>question, to match --answers to run qids"
+    )
+    p.add_argument(
+        "--corpus", default=None, help="DPR psgs_w100.tsv (passage text is searched for answers)"
+    )
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from rqa_jax.data import formats
+    from rqa_jax.eval import answers as nq
+    from rqa_jax.eval.metrics import evaluate
+
+    run = formats.read_run(args.run)
+    out: dict[str, float] = {}
+    if args.qrels:
+        out |= evaluate(
+            formats.read_qrels(args.qrels),
+            run,
+            [m.strip() for m in args.metrics.split(",") if m.strip()],
+        )
+    if args.answers:
+        if not (args.corpus and args.queries):
+            raise ValueError("--answers needs --corpus (passages) and --queries (qid<TAB>question)")
+        qid_of = {q.text: q.id for q in formats.iter_queries(args.queries)}
+        golds = {}
+        for qa in formats.iter_qa_pairs(args.answers):
+            if qa.question not in qid_of:
+                raise ValueError(
+                    f"{args.answers}: question {qa.question!r} is not in {args.queries}"
+                )
+            golds[qid_of[qa.question]] = qa.answers
+        passages = {r.id: r.text for r in formats.iter_dpr_passages(args.corpus)}
+        out |= nq.top_k_accuracy(run, golds, passages)
+    if not out:
+        raise ValueError("nothing to evaluate: give --qrels and/or --answers")
+    print(json.dumps(out, indent=2))
     return 0
 
 
@@ -85,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train a model: rqa train --config configs/X.py --workdir DIR",
                    add_help=False)  # fmt: skip
     _add_encode(sub)
+    _add_index(sub)
+    _add_search(sub)
+    _add_evaluate(sub)
     return parser
 
 

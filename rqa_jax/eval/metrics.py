@@ -33,3 +33,47 @@ def recall_at_k(qrels: Qrels, run: Run, k: int) -> float:
         any(pid in _relevant(qrels, qid) for pid, _ in run.get(qid, [])[:k]) for qid in qrels
     )
     return hits / len(qrels) if qrels else 0.0
+
+
+def recall_fraction_at_k(qrels: Qrels, run: Run, k: int) -> float:
+    """Fraction of each query's relevant passages found in the top ``k``, averaged."""
+    total = 0.0
+    for qid in qrels:
+        relevant = _relevant(qrels, qid)
+        if relevant:
+            found = sum(pid in relevant for pid, _ in run.get(qid, [])[:k])
+            total += found / len(relevant)
+    return total / len(qrels) if qrels else 0.0
+
+
+def ndcg_at_k(qrels: Qrels, run: Run, k: int) -> float:
+    """nDCG@k with graded relevance (gain = relevance, log2(rank + 1) discount), as trec_eval."""
+    import math
+
+    total = 0.0
+    for qid, judged in qrels.items():
+        gains = [judged.get(pid, 0) for pid, _ in run.get(qid, [])[:k]]
+        dcg = sum(max(g, 0) / math.log2(r + 2) for r, g in enumerate(gains))
+        ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:k]
+        idcg = sum(g / math.log2(r + 2) for r, g in enumerate(ideal))
+        total += dcg / idcg if idcg > 0 else 0.0
+    return total / len(qrels) if qrels else 0.0
+
+
+METRICS = {
+    "mrr": mrr_at_k,
+    "recall": recall_at_k,
+    "recall_frac": recall_fraction_at_k,
+    "ndcg": ndcg_at_k,
+}
+
+
+def evaluate(qrels: Qrels, run: Run, metrics: list[str]) -> dict[str, float]:
+    """Names like ``mrr@10``, ``recall@50``, ``recall_frac@100``, ``ndcg@10`` → values."""
+    out = {}
+    for name in metrics:
+        base, _, k = name.partition("@")
+        if base not in METRICS or not k.isdigit():
+            raise ValueError(f"unknown metric {name!r}; use {', '.join(m + '@K' for m in METRICS)}")
+        out[name] = METRICS[base](qrels, run, int(k))
+    return out

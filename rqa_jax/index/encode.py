@@ -45,6 +45,7 @@ def encode_file(
     progress: bool = True,
     model_name: str = "",
     n_rows: int | None = None,
+    model_fingerprint: str = "",
 ) -> int:
     """Encodes every row of ``input_path``; returns the row count. Row i of the embeddings is
     line i of the input; ``ids.txt`` holds the ids in the same order. ``n_rows``: the count
@@ -83,6 +84,7 @@ def encode_file(
         s = model.settings
         meta = {
             "model": model_name,
+            "model_fingerprint": model_fingerprint,
             "kind": kind,
             "count": n,
             "dim": model.dim,

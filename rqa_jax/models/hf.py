@@ -320,3 +320,19 @@ def load_cross_encoder(
     abstract = abstract_params(net, {"input_ids": ids, "attention_mask": ids + 1})
     params, _ = state_dict_to_params(state, abstract, "", str(path), optional=())
     return config, head, params
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """sha256 over a model dir's config and weight files (recursively, sorted): equal for the
+    same model wherever it is stored, different after any change to its weights."""
+    import hashlib
+
+    root = Path(model_dir)
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and (path.name == "config.json" or path.name in WEIGHT_FILES):
+            h.update(str(path.relative_to(root)).encode() + b"\0")
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+    return h.hexdigest()
