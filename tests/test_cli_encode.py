@@ -161,3 +161,39 @@ def test_console_script_exit_code(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert f"{bad}:1: expected" in proc.stderr
+
+
+def test_interrupted_encoding_resumes_to_identical_output(minilm_dir, corpus, tmp_path):
+    from rqa_jax.api import load_dual_encoder
+    from rqa_jax.index.encode import encode_file
+
+    path, ids, _ = corpus
+    model = load_dual_encoder(minilm_dir, batch_size=8)
+    encode_file(model, "passage", path, tmp_path / "whole", chunk_size=5, progress=False)
+
+    class Interrupted(Exception):
+        pass
+
+    calls, fail_on_call = [], [3]
+    real = model.encode_para
+
+    def flaky(texts, titles=None):
+        calls.append(len(texts))
+        if len(calls) == fail_on_call[0]:
+            raise Interrupted  # e.g. the job was killed during the third chunk
+        return real(texts, titles)
+
+    model.encode_para = flaky
+    with pytest.raises(Interrupted):
+        encode_file(model, "passage", path, tmp_path / "split", chunk_size=5, progress=False)
+    assert not (tmp_path / "split" / "embeddings.npy").exists()  # nothing looks finished
+    assert json.loads((tmp_path / "split" / "progress.json").read_text())["done"] == 10
+    calls.clear()
+    fail_on_call[0] = 0  # the re-run is not interrupted
+    n = encode_file(model, "passage", path, tmp_path / "split", chunk_size=5, progress=False)
+    assert sum(calls) == len(ids) - 10  # only the rows not yet done were encoded
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "split" / "embeddings.npy"), np.load(tmp_path / "whole" / "embeddings.npy")
+    )
+    assert (tmp_path / "split" / "ids.txt").read_text() == (tmp_path / "whole" / "ids.txt").read_text()
+    assert not (tmp_path / "split" / "progress.json").exists() and n == len(ids)
