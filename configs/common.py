@@ -46,7 +46,6 @@ def get_dual_config() -> ml_collections.ConfigDict:
             "dev_max_queries": 0,  # 0 = all dev queries
         }
     )
-    c.batch_size = c.train_batch_size
     c.num_negatives = 1  # hard negatives per query in the batch: passages are [B, 1+k]
     c.cross_batch = True  # all-gather passages across 'data' devices (RocketQA)
     c.logit_scale = 1.0  # logits = scale * <q, p>; RocketQA uses raw inner products

@@ -26,7 +26,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.q_max_len, c.p_max_len = 24, 48  # the sample's queries and passages are short
     c.data.source = "sample"
     c.data.num_random_negatives = 1
-    c.batch_size = 32
+    c.train_batch_size = 32
     c.num_negatives = 1
     c.learning_rate = 5e-5
     c.warmup_proportion = 0.1
@@ -38,5 +38,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval_batch_size = 128
     if arg == "runlocal":  # tests: a handful of steps
         c.num_train_steps, c.log_every, c.eval_every, c.checkpoint_every = 4, 1, 2, 2
-        c.batch_size = 16
+        c.train_batch_size = 16
     return c

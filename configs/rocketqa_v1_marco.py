@@ -1,7 +1,7 @@
 """RocketQA v1 step 1 on MS MARCO passage: dual encoder from ERNIE 2.0 base with cross-batch
 and random negatives (paper, Table 2 and released scripts).
 
-    rqa train --config configs/rocketqa_v1_marco.py --workdir gs://bucket/marco_de0 \\
+    rqa train --config configs/rocketqa_v1_marco.py --workdir /mnt/ckpt/marco_de0 \\
         --config.model_dir=/path/to/ernie-2.0-base-en --config.data.dir=/path/to/msmarco
 
 ``get_config("runlocal")`` is a few-minute CPU smoke run of the same recipe on the sample data.
@@ -16,10 +16,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = common.get_dual_config()
     c.tie_towers = False  # separate query and passage towers
     c.pooling = "cls"  # raw last-layer [CLS], no pooler, no normalisation
+    c.title_form = "rocketqa"  # an untitled passage is [CLS] [SEP] para [SEP], as RocketQA's reader
     c.q_max_len, c.p_max_len = 32, 128
     c.data.source = "marco"  # triples.train.tsv, or queries/qrels.train + random negatives
     c.data.num_random_negatives = 1
-    c.batch_size = 4096  # 512 queries per GPU x 8 GPUs, all passages shared (cross-batch)
+    c.train_batch_size = 4096  # 512 queries per GPU x 8 GPUs, all passages shared (cross-batch)
     c.num_negatives = 1
     c.cross_batch = True
     c.learning_rate = 3e-5
@@ -30,7 +31,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval_every = 5000
     c.data.dev_max_queries = 0
     if arg == "runlocal":
-        c.data.source, c.batch_size, c.num_epochs, c.num_train_steps = "sample", 8, 0, 20
+        c.data.source, c.train_batch_size, c.num_epochs, c.num_train_steps = "sample", 8, 0, 20
         c.dtype, c.eval_every, c.log_every, c.checkpoint_every = "float32", 10, 5, 10
         c.q_max_len, c.p_max_len = 24, 48
     return c

@@ -14,9 +14,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = common.get_dual_config()
     c.tie_towers = False
     c.pooling = "cls"
+    c.title_form = "rocketqa"  # an untitled passage is [CLS] [SEP] para [SEP], as RocketQA's reader
     c.q_max_len, c.p_max_len = 32, 128  # titles and passages together (DPR's 100-word passages)
     c.data.source = "dpr"  # nq-train.json: first positive + hard negatives
-    c.batch_size = 4096  # 512 per GPU x 8
+    c.train_batch_size = 4096  # 512 per GPU x 8
     c.num_negatives = 1  # RocketQA on NQ: 1 hard negative per positive
     c.learning_rate = 3e-5
     c.warmup_proportion = 0.1
@@ -24,7 +25,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.num_epochs = 30
     c.dtype = "bfloat16"
     if arg == "runlocal":
-        c.data.source, c.batch_size, c.num_epochs, c.num_train_steps = "sample", 8, 0, 20
+        c.data.source, c.train_batch_size, c.num_epochs, c.num_train_steps = "sample", 8, 0, 20
         c.dtype, c.log_every, c.checkpoint_every = "float32", 5, 10
         c.q_max_len, c.p_max_len = 24, 48
     return c

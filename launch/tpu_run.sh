@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run one rqa command on every worker of a Cloud TPU VM pod slice (multi-host JAX).
 #
-#   launch/tpu_run.sh TPU_NAME ZONE [--setup] -- rqa train --config configs/X.py --workdir gs://b/run
+#   launch/tpu_run.sh TPU_NAME ZONE [--setup] -- rqa train --config configs/X.py --workdir /mnt/ckpt/run
 #
 # --setup first copies this checkout to each worker and installs it (`pip install -e .`).
 # Every worker runs the same command at once: one JAX process per host, as multi-host JAX

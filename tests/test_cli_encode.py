@@ -193,7 +193,10 @@ def test_interrupted_encoding_resumes_to_identical_output(minilm_dir, corpus, tm
     n = encode_file(model, "passage", path, tmp_path / "split", chunk_size=5, progress=False)
     assert sum(calls) == len(ids) - 10  # only the rows not yet done were encoded
     np.testing.assert_array_equal(
-        np.load(tmp_path / "split" / "embeddings.npy"), np.load(tmp_path / "whole" / "embeddings.npy")
+        np.load(tmp_path / "split" / "embeddings.npy"),
+        np.load(tmp_path / "whole" / "embeddings.npy"),
     )
-    assert (tmp_path / "split" / "ids.txt").read_text() == (tmp_path / "whole" / "ids.txt").read_text()
+    assert (tmp_path / "split" / "ids.txt").read_text() == (
+        tmp_path / "whole" / "ids.txt"
+    ).read_text()
     assert not (tmp_path / "split" / "progress.json").exists() and n == len(ids)

@@ -120,7 +120,7 @@ def tiny_run_config(minilm_dir, steps=6):
     c.q_max_len, c.p_max_len = 16, 24
     c.data.source = "sample"
     c.data.dev_max_queries = 16
-    c.batch_size, c.num_negatives = 8, 1
+    c.train_batch_size, c.num_negatives = 8, 1
     c.learning_rate, c.num_train_steps, c.num_epochs = 1e-3, steps, 0
     c.log_every, c.eval_every, c.checkpoint_every, c.eval_at_start = 1, 0, 2, False
     c.dropout = True  # dropout rngs must also resume exactly
@@ -182,3 +182,12 @@ def test_demo_config_improves_dev_mrr(tmp_path):
 
     model = rqa_jax.load_model(result["metrics"]["export"])
     assert model.encode_query(["who fronts the band"]).shape == (1, 384)
+
+
+def test_checkpoints_of_another_model_are_refused_not_discarded(minilm_dir, tmp_path):
+    config = tiny_run_config(minilm_dir, steps=2)
+    train_dual(config, tmp_path)
+    config.tie_towers = True
+    with pytest.raises(ValueError, match=r"another model .*tie_towers=False"):
+        train_dual(config, tmp_path)
+    assert (tmp_path / "checkpoints" / "2").is_dir()

@@ -15,6 +15,7 @@ Padding is on the right with the tokenizer's pad id, attention mask 1/0.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -71,12 +72,19 @@ def check_texts(texts: Sequence[str], what: str) -> None:
             raise EmptyTextError(f"{what}[{i}] is empty")
 
 
+# HF tokenizers re-configure truncation on their one Rust object at every call: two threads
+# (grain's readers) calling at once can encode with each other's max_length, or fail with
+# "Already borrowed". One call at a time; the batch itself is still encoded in parallel.
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def _token_ids(tokenizer: Any, texts: list[str], max_len: int) -> list[list[int]]:
     """Word-piece ids without special tokens, batched in the Rust tokenizer. Cut at
     ``max_len``: no side of an encoding can keep more."""
     if not texts:
         return []
-    enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len)
+    with _TOKENIZER_LOCK:
+        enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len)
     return enc["input_ids"]
 
 

@@ -99,6 +99,10 @@ def encode_file(
             _write_json(out / PROGRESS, job | {"done": row})
             bar.update(len(chunk))
     del emb
+    if row != n:
+        raise ValueError(
+            f"{input_path}: {row} rows encoded but {n} were counted; the file changed while encoding?"
+        )
     s = model.settings
     meta = {
         "model": model_name,

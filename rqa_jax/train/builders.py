@@ -83,6 +83,16 @@ def tokenizer_for(config: ml_collections.ConfigDict) -> Any:
     return load_tokenizer(config.tokenizer_dir or config.model_dir)
 
 
+def _on_process_0(write: Any, what: str) -> None:
+    """Shared files are written by process 0 alone; the others wait for it."""
+    from jax.experimental import multihost_utils
+
+    if jax.process_index() == 0:
+        write()
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"rqa_jax: {what} ready")
+
+
 def _marco_dev(d: Path) -> DevSet:
     from rqa_jax.data import formats as F
 
@@ -107,7 +117,7 @@ def dual_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Any, De
     if d.source in ("sample", "marco"):
         root = Path(d.dir) if d.source == "marco" else workdir / "data"
         if d.source == "sample" and not (root / "qrels.dev.tsv").is_file():
-            generate(root, seed=d.sample_seed)
+            _on_process_0(lambda: generate(root, seed=d.sample_seed), "sample data")
         if (root / "triples.train.tsv").is_file():
             examples = list(E.dual_from_triples(root / "triples.train.tsv"))
         else:
@@ -121,10 +131,14 @@ def dual_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Any, De
     elif d.source == "dpr":
         examples = list(E.dual_from_dpr(d.path))
     elif d.source == "tfds":
-        builder = tfds_builders.build(d.tfds_name, d.dir, d.tfds_dir)
+        _on_process_0(lambda: tfds_builders.build(d.tfds_name, d.dir, d.tfds_dir), "TFDS build")
+        builder = tfds_builders.build(d.tfds_name, d.dir, d.tfds_dir)  # reuses the built files
         examples = tfds_builders.data_source(builder, "train")
-        if d.tfds_name == "nq_dpr":
-            examples = [E.dual_from_dpr_example(examples[i]) for i in range(len(examples))]
+        if (
+            d.tfds_name == "nq_dpr"
+        ):  # DPR form -> dual form; questions without a positive are skipped
+            records = (examples[i] for i in range(len(examples)))
+            examples = [E.dual_from_dpr_example(r) for r in records if r["positives"]]
     else:
         raise ValueError(
             f"data.source must be sample|marco|rocketqa_tsv|dpr|tfds, got {d.source!r}"

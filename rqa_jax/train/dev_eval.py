@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+import jax
+from jax.experimental import multihost_utils
 
 from rqa_jax.data import tokenize
 from rqa_jax.eval.metrics import mrr_at_k, recall_at_k
+from rqa_jax.index.search import ExactIndex
 from rqa_jax.inference import BatchRunner
 from rqa_jax.models.towers import DualEncoderNet
 from rqa_jax.train.builders import DevSet
@@ -30,6 +32,10 @@ class DevEvaluator:
         self.passages = tokenize.encode_passages(tokenizer, texts, titles, p_max_len, title_form)
 
     def __call__(self, params: Any, k: int = 100) -> dict[str, float]:
+        """Every process evaluates on its own devices (params gathered whole), so the
+        training mesh and its sharding rules do not constrain evaluation."""
+        if jax.process_count() > 1:
+            params = multihost_utils.process_allgather(params, tiled=True)
         net = self.net
         runner = BatchRunner(
             params,
@@ -39,10 +45,9 @@ class DevEvaluator:
         )  # fmt: skip
         q = runner.run("query", self.queries)
         p = runner.run("passage", self.passages)
-        scores = q @ p.T
-        top = np.argsort(-scores, axis=1)[:, :k]
+        scores, rows = ExactIndex(p).search(q, k)  # blocked: memory is one block of scores
         run = {
-            qid: [(self.pids[j], float(scores[i, j])) for j in top[i]]
+            qid: [(self.pids[j], float(s)) for j, s in zip(rows[i], scores[i], strict=True)]
             for i, qid in enumerate(self.qids)
         }
         return {

@@ -94,6 +94,13 @@ class _Preemption:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
+    def agreed(self) -> bool:
+        """True on every process once any process got SIGTERM, so all of them take part in
+        the final checkpoint and stop together (a lone process would hang the others)."""
+        if jax.process_count() == 1:
+            return self.requested
+        return bool(np.any(multihost_utils.process_allgather(np.array([self.requested]))))
+
 
 def _batch_crc(batch: dict[str, Any]) -> int:
     """A fingerprint of the batch's queries: equal sequences mean the same data order."""
@@ -102,6 +109,29 @@ def _batch_crc(batch: dict[str, Any]) -> int:
 
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+# Config keys that change the parameter tree: checkpoints made with other values cannot be
+# restored into this run, and are not "corrupted" either.
+SHAPE_KEYS = ("model_dir", "model_config", "tie_towers", "scan_layers", "param_dtype")
+
+
+def _check_same_model(mngr: ocp.CheckpointManager, config: ml_collections.ConfigDict) -> None:
+    steps = mngr.all_steps()
+    if not steps:
+        return
+    try:
+        saved = mngr.restore(max(steps), args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
+            "config"
+        ]
+    except Exception:  # unreadable config: the restore that follows reports the checkpoint
+        return
+    now = config.to_dict()
+    changed = [k for k in SHAPE_KEYS if saved.get(k) != now.get(k)]
+    if changed:
+        was = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
+        raise ValueError(f"{mngr.directory} holds checkpoints of another model ({was}); "
+                         "use a new --workdir or the same model settings")  # fmt: skip
 
 
 def _restore_latest(
@@ -177,7 +207,7 @@ def train_dual(
     tokenizer = builders.tokenizer_for(config)
     net = builders.dual_net(config, bert_config)
     examples, dev = builders.dual_data(config, workdir)
-    spec = BatchSpec("dual", config.batch_size, config.q_max_len, config.p_max_len,
+    spec = BatchSpec("dual", config.train_batch_size, config.q_max_len, config.p_max_len,
                      num_negatives=config.num_negatives, title_form=config.title_form)  # fmt: skip
     loader = Loader(examples, tokenizer, spec, seed=config.seed)
     total = config.num_train_steps or config.num_epochs * loader.steps_per_epoch
@@ -196,6 +226,7 @@ def train_dual(
         options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True),
         item_names=("state", "data", "config"),
     )
+    _check_same_model(mngr, config)
     state, data_state, start = _restore_latest(mngr, state)
     if data_state is not None:
         loader.set_state(data_state)
@@ -223,19 +254,22 @@ def train_dual(
             crc = _batch_crc(local)
             state, metrics = step_fn(state, parallel.global_batch(local, mesh), rng)
             bar.update(1)
-            if step % config.log_every == 0 or step == total:
+            logging_step = step % config.log_every == 0 or step == total
+            eval_step = evaluator is not None and (step % config.eval_every == 0 or step == total)
+            if logging_step or eval_step:
                 last = {k: float(v) for k, v in jax.device_get(metrics).items()} | {
                     "batch_crc": crc
                 }
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
-                if evaluator is not None and (step % config.eval_every == 0 or step == total):
+                if eval_step:
                     last |= evaluator(state.params)
                 writer.write(step, last)
             for hook in hooks:
                 hook(step, last)
-            if step % config.checkpoint_every == 0 or step == total or preemption.requested:
+            stop = preemption.agreed()
+            if step % config.checkpoint_every == 0 or step == total or stop:
                 save(step)
-            if preemption.requested and step < total:
+            if stop and step < total:
                 status = "preempted"
                 print(
                     f"rqa train: SIGTERM: saved step {step}; run again with the same --workdir to resume"
