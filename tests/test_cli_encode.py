@@ -200,3 +200,52 @@ def test_interrupted_encoding_resumes_to_identical_output(minilm_dir, corpus, tm
         tmp_path / "whole" / "ids.txt"
     ).read_text()
     assert not (tmp_path / "split" / "progress.json").exists() and n == len(ids)
+
+
+def test_sharded_encoding_split_over_processes_equals_one_file(minilm_dir, corpus, tmp_path):
+    from rqa_jax.api import load_dual_encoder
+    from rqa_jax.index.encode import encode_file, encode_sharded
+    from rqa_jax.index.search import read_embeddings
+
+    path, ids, _ = corpus
+    model = load_dual_encoder(minilm_dir, batch_size=16)
+    encode_file(model, "passage", path, tmp_path / "one", progress=False)
+    out = tmp_path / "sharded"
+    # two "processes" of a multi-host job, each taking every other shard of 25 rows
+    assert [
+        p.name for p in encode_sharded(model, "passage", path, out, 25, 1, 2, progress=False)
+    ] == [
+        "shard-00001",
+        "shard-00003",
+    ]
+    assert not (out / "shards.json").exists()
+    with pytest.raises(FileNotFoundError, match="not finished"):
+        read_embeddings(out)
+    encode_sharded(model, "passage", path, out, 25, 0, 2, progress=False)
+    emb, got_ids, _ = read_embeddings(out)
+    np.testing.assert_allclose(emb, np.load(tmp_path / "one" / "embeddings.npy"), atol=1e-6)
+    assert got_ids == ids
+    # a re-run skips finished shards (no encoding at all)
+    model.encode_para = lambda *a, **k: pytest.fail("finished shards must not be re-encoded")
+    encode_sharded(model, "passage", path, out, 25, 0, 1, progress=False)
+
+
+def test_float16_storage(minilm_dir, corpus, tmp_path):
+    path, _, _ = corpus
+    argv = [
+        "encode",
+        "--model",
+        str(minilm_dir),
+        "--kind",
+        "passage",
+        "--input",
+        str(path),
+        "--no-progress",
+    ]
+    assert rqa([*argv, "--output", str(tmp_path / "f32")]) == 0
+    assert rqa([*argv, "--output", str(tmp_path / "f16"), "--storage-dtype", "float16"]) == 0
+    f16 = np.load(tmp_path / "f16" / "embeddings.npy")
+    assert f16.dtype == np.float16
+    np.testing.assert_allclose(
+        f16.astype(np.float32), np.load(tmp_path / "f32" / "embeddings.npy"), atol=1e-3
+    )

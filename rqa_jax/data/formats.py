@@ -132,13 +132,29 @@ def _open(path: str | Path) -> IO[str]:
     return path.open("r", encoding="utf-8", newline="\n")
 
 
-def _lines(path: str | Path, skip: int = 0) -> Iterator[tuple[int, str]]:
-    """(line number, line without newline). Decoded line by line, so bad UTF-8 names its line."""
+def line_offsets(path: str | Path, every: int) -> list[tuple[int, int]]:
+    """(byte offset, line number) of lines 1, every+1, 2·every+1, …: where to seek to read a
+    file in slices of ``every`` lines (e.g. one shard per process) without re-reading it."""
+    offsets, offset = [(0, 1)], 0
+    with Path(path).open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            offset += len(raw)
+            if line_no % every == 0:
+                offsets.append((offset, line_no + 1))
+    return offsets
+
+
+def _lines(
+    path: str | Path, skip: int = 0, start: tuple[int, int] = (0, 1)
+) -> Iterator[tuple[int, str]]:
+    """(line number, line without newline), from ``start`` = (byte offset, its line number).
+    Decoded line by line, so bad UTF-8 names its line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file {str(path)!r} does not exist")
     with path.open("rb") as f:
-        for line_no, raw in enumerate(f, start=1):
+        f.seek(start[0])
+        for line_no, raw in enumerate(f, start=start[1]):
             if line_no <= skip:
                 continue
             try:
@@ -199,9 +215,13 @@ def _clean(text: str) -> str:
 
 
 def iter_id_text(
-    path: str | Path, allow_title: bool = True, fmt: str = "id_text_title"
+    path: str | Path,
+    allow_title: bool = True,
+    fmt: str = "id_text_title",
+    start: tuple[int, int] = (0, 1),
 ) -> Iterator[TextRecord]:
-    """Streams ``id \\t text [\\t title]`` (or ``id \\t title \\t text``) rows, validating each."""
+    """Streams ``id \\t text [\\t title]`` (or ``id \\t title \\t text``) rows, validating each;
+    ``start``: (byte offset, line number) to begin at, from :func:`line_offsets`."""
     if fmt not in ID_TEXT_FORMATS:
         raise ValueError(f"format must be one of {ID_TEXT_FORMATS}, got {fmt!r}")
     if not allow_title:
@@ -210,7 +230,7 @@ def iter_id_text(
         expected, allowed = "'id<TAB>text[<TAB>title]'", (2, 3)
     else:
         expected, allowed = "'id<TAB>title<TAB>text'", (3,)
-    for line_no, line in _lines(path):
+    for line_no, line in _lines(path, start=start):
         cols = line.split("\t")
         if len(cols) not in allowed:
             raise FormatError(

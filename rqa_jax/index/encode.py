@@ -1,12 +1,18 @@
-"""Encode a TSV of queries or passages to ``embeddings.npy`` + ``ids.txt``, streaming.
+"""Encode a TSV of queries or passages to embeddings + ids, streaming, resumable, sharded.
 
-The input is read twice as a stream: once to validate every line and count rows (so a bad
-line fails before any compute, naming file:line), once to encode in chunks. Embeddings go
-into a memory-mapped ``.npy`` sized from the count, so memory holds one chunk, never the
-corpus. Outputs are written under ``*.partial`` names and renamed only when complete:
-an interrupted or failed run never leaves files that look finished. After every chunk the
-rows done are recorded (``progress.json``); running the same job again (same input file,
-model and settings) continues after the last recorded chunk.
+The input is read as a stream: once to validate every line and count rows (a bad line
+fails before any compute, naming file:line), then to encode in chunks. Embeddings go into a
+memory-mapped ``.npy`` sized from the count, so memory holds one chunk, never the corpus.
+
+One output dir holds ``embeddings.npy`` (row i = line i), ``ids.txt`` and ``meta.json``.
+With ``shard_size`` the corpus is cut into shards of that many lines, each such a dir
+(``shard-00000/``, …) plus ``shards.json`` listing them: processes of a multi-host job take
+shards round-robin, and a re-run skips finished shards.
+
+Files are written under ``*.partial`` names and renamed only when complete: an interrupted
+or failed run never leaves files that look finished. After every chunk the rows done are
+recorded (``progress.json``); running the same job again (same input, model, settings)
+continues after the last recorded chunk.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ import numpy as np
 from tqdm import tqdm
 
 from rqa_jax.api import DualEncoder
-from rqa_jax.data.formats import TextRecord, iter_id_text
+from rqa_jax.data.formats import TextRecord, iter_id_text, line_offsets
 
 KINDS = ("query", "passage")
+STORAGE_DTYPES = ("float32", "float16")
 EMBEDDINGS, IDS, META = "embeddings.npy", "ids.txt", "meta.json"
 PROGRESS = "progress.json"  # rows done by an unfinished run, for resuming
+SHARDS = "shards.json"
 
 
 def count_valid_lines(path: str | Path, kind: str, fmt: str) -> int:
@@ -50,12 +58,17 @@ def encode_file(
     model_name: str = "",
     n_rows: int | None = None,
     model_fingerprint: str = "",
+    storage_dtype: str = "float32",
+    start: tuple[int, int] = (0, 1),
 ) -> int:
-    """Encodes every row of ``input_path``; returns the row count. Row i of the embeddings is
-    line i of the input; ``ids.txt`` holds the ids in the same order. ``n_rows``: the count
-    from an earlier :func:`count_valid_lines` of the same file (skips a second validation)."""
+    """Encodes the rows of ``input_path`` (``n_rows`` of them from ``start`` = (byte offset,
+    line), default: all, validated here); returns the row count. Row i of the embeddings is
+    row i read; ``ids.txt`` holds the ids in the same order. A finished identical job is
+    skipped; an interrupted one is continued."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage dtype must be one of {STORAGE_DTYPES}, got {storage_dtype!r}")
     n = count_valid_lines(input_path, kind, fmt) if n_rows is None else n_rows
     if n == 0:
         raise ValueError(f"{input_path}: no rows to encode (the file is empty)")
@@ -63,19 +76,22 @@ def encode_file(
     out.mkdir(parents=True, exist_ok=True)
     final = [out / EMBEDDINGS, out / IDS, out / META]
     partial = [p.with_name(p.name + ".partial") for p in final]
-    job = _job(input_path, kind, fmt, n, model.dim, model_fingerprint, model.settings)
+    job = _job(
+        input_path, kind, fmt, n, start, storage_dtype, model.dim, model_fingerprint, model.settings
+    )
+    if all(p.is_file() for p in final) and json.loads(final[2].read_text()).get("job") == job:
+        return n  # this exact job finished before
     done = _resumable_rows(out, partial, job)
     if done:
         emb = np.lib.format.open_memmap(partial[0], mode="r+")
         _keep_first_lines(partial[1], done)
     else:
         emb = np.lib.format.open_memmap(
-            partial[0], mode="w+", dtype=np.float32, shape=(n, model.dim)
+            partial[0], mode="w+", dtype=np.dtype(storage_dtype), shape=(n, model.dim)
         )
         partial[1].write_text("")
-    records = itertools.islice(
-        iter_id_text(input_path, allow_title=kind == "passage", fmt=fmt), done, None
-    )
+    records = iter_id_text(input_path, allow_title=kind == "passage", fmt=fmt, start=start)
+    records = itertools.islice(records, done, n)
     row = done
     with (
         partial[1].open("a", encoding="utf-8") as ids_file,
@@ -110,11 +126,12 @@ def encode_file(
         "kind": kind,
         "count": n,
         "dim": model.dim,
-        "dtype": "float32",
+        "dtype": storage_dtype,
         "pooling": s.pooling,
         "normalize": s.normalize,
         "max_length": s.q_max_len if kind == "query" else s.p_max_len,
         "input": str(input_path),
+        "job": job,
     }
     partial[2].write_text(json.dumps(meta, indent=2) + "\n")
     for src, dst in zip(partial, final, strict=True):
@@ -123,12 +140,54 @@ def encode_file(
     return n
 
 
-def _job(input_path, kind, fmt, n, dim, model_fingerprint, settings) -> dict:
-    """What must be unchanged for a half-done encoding to be continued."""
+def encode_sharded(
+    model: DualEncoder,
+    kind: str,
+    input_path: str | Path,
+    output_dir: str | Path,
+    shard_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    **kwargs,
+) -> list[Path]:
+    """Encodes shards ``process_index``, ``process_index + process_count``, … of
+    ``shard_size`` lines each into ``output_dir/shard-NNNNN``; returns the shard dirs this
+    process wrote. Process 0 writes ``shards.json`` once every shard is complete (run it
+    again, or call :func:`finalize_shards`, after the other processes finish)."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
+    n = count_valid_lines(input_path, kind, kwargs.get("fmt", "id_text_title"))
+    if n == 0:
+        raise ValueError(f"{input_path}: no rows to encode (the file is empty)")
+    starts = line_offsets(input_path, shard_size)
+    out = Path(output_dir)
+    mine = []
+    for s in range(process_index, -(-n // shard_size), process_count):
+        rows = min(shard_size, n - s * shard_size)
+        shard = out / f"shard-{s:05d}"
+        encode_file(model, kind, input_path, shard, n_rows=rows, start=starts[s], **kwargs)
+        mine.append(shard)
+    if process_index == 0:
+        finalize_shards(out, n, shard_size)
+    return mine
+
+
+def finalize_shards(output_dir: str | Path, n: int, shard_size: int) -> bool:
+    """Writes ``shards.json`` if every shard is complete; returns whether it did."""
+    out = Path(output_dir)
+    names = [f"shard-{s:05d}" for s in range(-(-n // shard_size))]
+    if not all((out / name / META).is_file() for name in names):
+        return False
+    _write_json(out / SHARDS, {"count": n, "shard_size": shard_size, "shards": names})
+    return True
+
+
+def _job(input_path, kind, fmt, n, start, storage_dtype, dim, model_fingerprint, settings) -> dict:
+    """What must be unchanged for a half-done (or finished) encoding to be reused."""
     st = Path(input_path).stat()
     return {"input": str(Path(input_path).absolute()), "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns,
-            "kind": kind, "format": fmt, "rows": n, "dim": dim, "model_fingerprint": model_fingerprint,
-            "settings": dataclasses.asdict(settings)}  # fmt: skip
+            "kind": kind, "format": fmt, "rows": n, "start": list(start), "storage_dtype": storage_dtype,
+            "dim": dim, "model_fingerprint": model_fingerprint, "settings": dataclasses.asdict(settings)}  # fmt: skip
 
 
 def _resumable_rows(out: Path, partial: list[Path], job: dict) -> int:

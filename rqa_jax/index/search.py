@@ -40,21 +40,43 @@ def corpus_fingerprint(ids: Sequence[str]) -> str:
 
 
 def read_embeddings(embeddings_dir: str | Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-    """``embeddings.npy`` + ``ids.txt`` + ``meta.json`` written by ``rqa encode``, checked."""
+    """Embeddings (as float32), ids and metadata written by ``rqa encode``: one dir, or a
+    sharded dir (``shards.json`` + ``shard-NNNNN/``) concatenated in shard order."""
     d = Path(embeddings_dir)
+    if (d / "shards.json").is_file():
+        parts = [
+            read_embeddings(d / name)
+            for name in json.loads((d / "shards.json").read_text())["shards"]
+        ]
+        ids = [i for _, part_ids, _ in parts for i in part_ids]
+        _check_unique(d, ids)
+        return np.concatenate([e for e, _, _ in parts]), ids, parts[0][2]
     for name in ("embeddings.npy", "ids.txt"):
         if not (d / name).is_file():
-            raise FileNotFoundError(f"{d}: no {name} (expected the output dir of `rqa encode`)")
+            hint = (
+                " (a sharded encoding is not finished: no shards.json)"
+                if list(d.glob("shard-*"))
+                else ""
+            )
+            raise FileNotFoundError(
+                f"{d}: no {name} (expected the output dir of `rqa encode`){hint}"
+            )
     emb = np.load(d / "embeddings.npy", mmap_mode="r")
     ids = (d / "ids.txt").read_text(encoding="utf-8").splitlines()
     if emb.ndim != 2 or emb.shape[0] != len(ids):
         raise ValueError(
             f"{d}: embeddings.npy has {emb.shape[0]} rows but ids.txt has {len(ids)} ids"
         )
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{d}: ids.txt repeats an id; passage ids must be unique")
+    _check_unique(d, ids)
     meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").is_file() else {}
     return np.asarray(emb, np.float32), ids, meta
+
+
+def _check_unique(d: Path, ids: list[str]) -> None:
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise ValueError(f"{d}: id {dup!r} occurs more than once; passage ids must be unique")
 
 
 def _check_k(k: int, n: int) -> int:
