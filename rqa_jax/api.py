@@ -45,6 +45,14 @@ def _dtype(name: str) -> Any:
     return DTYPES[name]
 
 
+def dual_encoder_fns(net: DualEncoderNet) -> dict[str, Any]:
+    """The per-batch functions a :class:`BatchRunner` needs to encode with ``net``."""
+    return {
+        "query": lambda p, b: net.apply({"params": p}, b, method=DualEncoderNet.encode_query),
+        "passage": lambda p, b: net.apply({"params": p}, b, method=DualEncoderNet.encode_passage),
+    }
+
+
 class DualEncoder:
     """A retriever: query and passage towers (tied or separate) plus tokenizer and settings."""
 
@@ -66,19 +74,7 @@ class DualEncoder:
             normalize=settings.normalize,
             dtype=_dtype(dtype),
         )
-        net = self.net
-        self.runner = BatchRunner(
-            params,
-            {
-                "query": lambda p, b: net.apply(
-                    {"params": p}, b, method=DualEncoderNet.encode_query
-                ),
-                "passage": lambda p, b: net.apply(
-                    {"params": p}, b, method=DualEncoderNet.encode_passage
-                ),
-            },
-            batch_size=batch_size,
-        )
+        self.runner = BatchRunner(params, dual_encoder_fns(self.net), batch_size=batch_size)
 
     @property
     def dim(self) -> int:

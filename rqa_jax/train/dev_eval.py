@@ -8,6 +8,7 @@ from typing import Any
 import jax
 from jax.experimental import multihost_utils
 
+from rqa_jax.api import dual_encoder_fns
 from rqa_jax.data import tokenize
 from rqa_jax.eval.metrics import mrr_at_k, recall_at_k
 from rqa_jax.index.search import ExactIndex
@@ -36,13 +37,7 @@ class DevEvaluator:
         training mesh and its sharding rules do not constrain evaluation."""
         if jax.process_count() > 1:
             params = multihost_utils.process_allgather(params, tiled=True)
-        net = self.net
-        runner = BatchRunner(
-            params,
-            {"query": lambda p, b: net.apply({"params": p}, b, method=DualEncoderNet.encode_query),
-             "passage": lambda p, b: net.apply({"params": p}, b, method=DualEncoderNet.encode_passage)},
-            batch_size=self.batch_size,
-        )  # fmt: skip
+        runner = BatchRunner(params, dual_encoder_fns(self.net), batch_size=self.batch_size)
         q = runner.run("query", self.queries)
         p = runner.run("passage", self.passages)
         scores, rows = ExactIndex(p).search(q, k)  # blocked: memory is one block of scores
