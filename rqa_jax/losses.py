@@ -90,3 +90,25 @@ def cross_batch_contrastive_loss(
         return jax.lax.pmean((loss, metrics), DATA)
 
     return per_device(q, p)
+
+
+def pointwise_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, dict]:
+    """RocketQA v1 cross encoder: logits [B, 2], labels [B] in {0, 1} → mean softmax CE;
+    the score is P(relevant) = softmax(logits)[:, 1]."""
+    loss = optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), labels
+    ).mean()
+    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    return loss, {"accuracy": accuracy}
+
+
+def listwise_cross_entropy(logits: jax.Array) -> tuple[jax.Array, dict]:
+    """Listwise softmax CE over each query's list, the positive at index 0: logits [B, m]
+    (one score per passage) → mean over queries of −log softmax(logits)[:, 0]."""
+    logits = logits.astype(jnp.float32)
+    loss = -jax.nn.log_softmax(logits, axis=-1)[:, 0].mean()
+    rank = jnp.sum(logits >= logits[:, :1], axis=-1)  # 1-based, ties count against
+    return loss, {
+        "accuracy": jnp.mean(rank == 1),
+        "mean_positive_rank": jnp.mean(rank.astype(jnp.float32)),
+    }
