@@ -336,3 +336,52 @@ def model_fingerprint(model_dir: str | Path) -> str:
                 while chunk := f.read(1 << 22):
                     h.update(chunk)
     return h.hexdigest()
+
+
+def export_cross_encoder(
+    out_dir: str | Path,
+    config: BertConfig,
+    head: str,
+    params: Mapping[str, Any],
+    tokenizer: Any,
+    max_length: int,
+) -> Path:
+    """Writes a cross encoder as an HF ``BertForSequenceClassification`` /
+    ``ErnieForSequenceClassification`` dir that ``AutoModelForSequenceClassification``
+    scores identically: the ``v1`` head as 2 labels, ``pooler_logit`` as 1 label. RocketQAv2's
+    ``v2`` head (raw [CLS] → linear, no pooler) has no HF class and is refused."""
+    from safetensors.numpy import save_file
+
+    if head not in ("v1", "pooler_logit"):
+        raise ValueError(
+            f"head {head!r} cannot be expressed as an HF sequence classifier (v1 or pooler_logit)"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    params = jax.device_get(params)
+    bert = params["bert"]
+    if _is_stacked(bert):
+        bert = unstack_layer_params(bert, config.num_hidden_layers)
+    prefix = "bert." if config.model_type == "bert" else "ernie."
+    state = params_to_state_dict(bert, prefix) | params_to_state_dict(
+        {"classifier": params["classifier"]}
+    )
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    hf_config = config.to_hf_dict()
+    kind = "Bert" if config.model_type == "bert" else "Ernie"
+    n_labels = 2 if head == "v1" else 1
+    hf_config["architectures"] = [f"{kind}ForSequenceClassification"]
+    hf_config["id2label"] = {str(i): f"LABEL_{i}" for i in range(n_labels)}
+    hf_config["label2id"] = {f"LABEL_{i}": i for i in range(n_labels)}
+    (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+    (out / "rqa_jax.json").write_text(
+        json.dumps({"head": head, "max_length": max_length}, indent=2) + "\n"
+    )
+    tokenizer.save_pretrained(str(out))
+    score = "P(relevant) = softmax(logits)[1]" if head == "v1" else "the logit"
+    (out / "README.md").write_text(
+        f"---\nlibrary_name: transformers\ntags: [rqa_jax, re-ranking, cross-encoder]\n---\n"
+        f"# Cross-encoder re-ranker exported by rqa_jax\n\n- input: `[CLS] query [SEP] title passage [SEP]`, "
+        f"max {max_length} tokens\n- score: {score}\n"
+    )
+    return out
