@@ -67,6 +67,29 @@ def get_dual_config() -> ml_collections.ConfigDict:
     return c
 
 
+def get_cross_config() -> ml_collections.ConfigDict:
+    """Everything a cross-encoder (re-ranker) run reads, with RocketQA's values (paper/code)."""
+    c = get_dual_config()
+    c.unlock()
+    c.task = "cross"
+    c.cross_head = "v1"  # v1: pooler -> 2-way softmax, score P(relevant); v2: [CLS] -> linear(1)
+    c.objective = "pointwise"  # pointwise (v1) | listwise (v2: positive first in each list)
+    c.list_size = 0  # passages per query for listwise
+    c.cross_q_max_len = 0  # v2 cuts the query to 32 tokens first; 0 = no cut
+    c.fgm_epsilon = 0.01  # FGM adversarial step on word embeddings (RocketQA); 0 = off
+    c.rerank_top_k = 100  # candidates re-ranked per dev query
+    c.data.train_run = ""  # retriever run over the train queries: negatives come from it
+    c.data.dev_run = ""  # candidate run over the dev queries, re-ranked for dev MRR@10
+    c.data.negative_depth = 1000  # RocketQA samples negatives from the top 1000
+    c.train_batch_size = 512  # 64 per GPU x 8
+    c.learning_rate = 1e-5
+    c.warmup_proportion = 0.1
+    c.weight_decay = 0.01
+    c.num_epochs = 2
+    c.lock()
+    return c
+
+
 def get_runlocal_config() -> ml_collections.ConfigDict:
     """A tiny variant for a laptop or Colab CPU."""
     c = get_config()

@@ -352,13 +352,10 @@ def run_train(argv: Sequence[str]) -> int:
     except (ValueError, FileNotFoundError, SyntaxError) as e:
         print(f"rqa train: error: {e}", file=sys.stderr)
         return 2
-    from rqa_jax.train.loop import train_dual
+    from rqa_jax.train.loop import train
 
-    if config.get("task", "dual") != "dual":
-        print(f"rqa train: error: task {config.task!r} is not supported yet", file=sys.stderr)
-        return 2
     try:
-        result = train_dual(config, args.workdir)
+        result = train(config, args.workdir)
     except USER_ERRORS as e:
         print(f"rqa train: error: {e}", file=sys.stderr)
         return 1

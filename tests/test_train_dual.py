@@ -18,7 +18,7 @@ from rqa_jax import parallel
 from rqa_jax.models import hf
 from rqa_jax.models.towers import DualEncoderNet
 from rqa_jax.train import state as S
-from rqa_jax.train.loop import train_dual
+from rqa_jax.train.loop import train
 from rqa_jax.train.steps import dual_step_fn, jit_step
 
 
@@ -133,16 +133,16 @@ def metrics_lines(workdir):
 
 def test_preempted_run_resumes_to_the_uninterrupted_result(minilm_dir, tmp_path):
     config = tiny_run_config(minilm_dir)
-    full = train_dual(config, tmp_path / "full")
+    full = train(config, tmp_path / "full")
     assert full["status"] == "completed" and full["step"] == 6
 
     def preempt(step, _):
         if step == 3:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    first = train_dual(config, tmp_path / "split", hooks=[preempt])
+    first = train(config, tmp_path / "split", hooks=[preempt])
     assert first["status"] == "preempted" and first["step"] == 3
-    second = train_dual(config, tmp_path / "split")
+    second = train(config, tmp_path / "split")
     assert second["status"] == "completed" and second["step"] == 6
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(second["state"].params),
                  jax.device_get(full["state"].params))  # fmt: skip
@@ -156,14 +156,14 @@ def test_preempted_run_resumes_to_the_uninterrupted_result(minilm_dir, tmp_path)
 def test_corrupted_checkpoint_falls_back_to_the_previous(minilm_dir, tmp_path, capsys):
     config = tiny_run_config(minilm_dir, steps=4)
     config.keep_checkpoints = 5
-    train_dual(config, tmp_path)
+    train(config, tmp_path)
     newest = tmp_path / "checkpoints" / "4" / "state"
     assert newest.is_dir()
     for f in newest.rglob("*"):
         if f.is_file() and f.stat().st_size > 0:
             f.write_bytes(b"garbage")
     config.num_train_steps = 5
-    result = train_dual(config, tmp_path)
+    result = train(config, tmp_path)
     out = capsys.readouterr().out
     assert "checkpoint step 4 failed to restore" in out and "resumed from step 2" in out
     assert result["status"] == "completed" and result["step"] == 5
@@ -173,7 +173,7 @@ def test_corrupted_checkpoint_falls_back_to_the_previous(minilm_dir, tmp_path, c
 @pytest.mark.slow
 def test_demo_config_improves_dev_mrr(tmp_path):
     config = demo_dual.get_config("runlocal")
-    result = train_dual(config, tmp_path)
+    result = train(config, tmp_path)
     lines = metrics_lines(tmp_path)
     before, after = lines[0]["dev_mrr@10"], result["metrics"]["dev_mrr@10"]
     assert lines[0]["step"] == 0 and after > before, (before, after)
@@ -186,10 +186,10 @@ def test_demo_config_improves_dev_mrr(tmp_path):
 
 def test_checkpoints_of_another_model_are_refused_not_discarded(minilm_dir, tmp_path):
     config = tiny_run_config(minilm_dir, steps=2)
-    train_dual(config, tmp_path)
+    train(config, tmp_path)
     config.tie_towers = True
     with pytest.raises(ValueError, match=r"another model .*tie_towers=False"):
-        train_dual(config, tmp_path)
+        train(config, tmp_path)
     assert (tmp_path / "checkpoints" / "2").is_dir()
 
 

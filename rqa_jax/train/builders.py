@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -150,4 +151,97 @@ def dual_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Any, De
             {q: dev.qrels[q] for q in keep if q in dev.qrels},
             dev.corpus,
         )
+    return examples, dev
+
+
+def cross_net(config: ml_collections.ConfigDict, bert_config: BertConfig) -> Any:
+    from rqa_jax.models.towers import CrossEncoderNet
+
+    return CrossEncoderNet(bert_config, config.cross_head, dtype=DTYPES[config.dtype],
+                           param_dtype=DTYPES[config.param_dtype], remat=config.remat)  # fmt: skip
+
+
+def init_cross_params(
+    config: ml_collections.ConfigDict, net: Any, mesh: jax.sharding.Mesh
+) -> tuple[Any, Any]:
+    """(params on the mesh, shardings): the encoder from ``config.model_dir`` (a plain HF
+    encoder gets a fresh head; a sequence-classification dir brings its own), or random."""
+    rules = parallel.RULE_SETS[config.partition_rules]
+    ids = jnp.zeros((1, 8), jnp.int32)
+    batch = {"input_ids": ids, "attention_mask": ids + 1}
+    shardings = parallel.param_shardings(hf.abstract_params(net, batch), mesh, rules)
+    fresh = lambda: net.init(jax.random.PRNGKey(config.seed), batch)["params"]  # noqa: E731
+    if not config.model_dir:
+        return parallel.sharded_init(fresh, shardings), shardings
+    archs = (
+        json.loads((Path(config.model_dir) / "config.json").read_text()).get("architectures") or []
+    )
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        _, _, params = hf.load_cross_encoder(config.model_dir, config.cross_head)
+    else:
+        _, bert = hf.load_bert(config.model_dir, param_dtype=DTYPES[config.param_dtype])
+        head = jax.tree.map(np.asarray, jax.jit(fresh)())
+        if config.cross_head == "v2":
+            bert = {k: v for k, v in bert.items() if k != "pooler"}
+        params = {"bert": bert, "classifier": head["classifier"]}
+    return _to_mesh(jax.tree.map(np.asarray, params), shardings), shardings
+
+
+def cross_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[list[dict], Any]:
+    """(training examples, dev set with its candidate run or None).
+
+    Pointwise examples are labelled pairs; listwise ones are lists of ``list_size`` passages,
+    positive first. Negatives come from ``data.train_run`` (a retriever's run for the train
+    queries: RocketQA samples them from the top 1000, positives excluded) or, without one, at
+    random from the corpus. ``data.path`` instead reads RocketQA's cross TSV (pointwise) or
+    v2 list TSV (listwise).
+    """
+    from rqa_jax.data import formats as F
+
+    d = config.data
+    if d.source == "rocketqa_tsv":
+        examples = list(
+            E.cross_from_tsv(d.path)
+            if config.objective == "pointwise"
+            else E.joint_from_tsv(d.path, config.list_size)
+        )
+        return examples, None
+    root = Path(d.dir) if d.source == "marco" else workdir / "data"
+    if d.source == "sample" and not (root / "qrels.dev.tsv").is_file():
+        _on_process_0(lambda: generate(root, seed=d.sample_seed), "sample data")
+    titles = F.read_titles(root / "titles.tsv") if (root / "titles.tsv").is_file() else {}
+    corpus = {r.id: (titles.get(r.id), r.text) for r in F.iter_collection(root / "collection.tsv")}
+    queries = {q.id: q.text for q in F.iter_queries(root / "queries.train.tsv")}
+    qrels = F.read_qrels(root / "qrels.train.tsv", corpus_ids=corpus, strict=True)
+    run = F.read_run(d.train_run) if d.train_run else {}
+    pids = sorted(corpus)
+    rng = np.random.default_rng(config.seed)
+    n_neg = 1 if config.objective == "pointwise" else config.list_size - 1
+    examples: list[dict] = []
+    for qid, docs in qrels.items():
+        positives = {p for p, rel in docs.items() if rel > 0}
+        pool = [p for p, _ in run.get(qid, [])[: d.negative_depth] if p not in positives]
+        for pos in positives:
+            negs = list(rng.choice(pool, n_neg, replace=len(pool) < n_neg)) if pool else []
+            while len(negs) < n_neg:
+                p = pids[rng.integers(len(pids))]
+                if p not in positives:
+                    negs.append(p)
+            if config.objective == "pointwise":
+                for pid, label in [(pos, 1)] + [(n, 0) for n in negs]:
+                    examples.append(
+                        {
+                            "query": queries[qid],
+                            "title": corpus[pid][0] or "",
+                            "para": corpus[pid][1],
+                            "label": label,
+                        }
+                    )
+            else:
+                ids = [pos, *negs]
+                examples.append({"query": queries[qid], "titles": [corpus[p][0] or "" for p in ids],
+                                 "paras": [corpus[p][1] for p in ids], "labels": [1] + [0] * n_neg})  # fmt: skip
+    dev = None
+    if d.dev_run and (root / "queries.dev.tsv").is_file():
+        dev = (_marco_dev(root), F.read_run(d.dev_run))
     return examples, dev

@@ -11,6 +11,7 @@ checkpoint writes of all processes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -22,8 +23,10 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 from tqdm import tqdm
 
 from rqa_jax import parallel
@@ -32,7 +35,7 @@ from rqa_jax.models import hf
 from rqa_jax.train import builders
 from rqa_jax.train.dev_eval import DevEvaluator
 from rqa_jax.train.state import TrainState, create_state, make_optimizer, rocketqa_schedule
-from rqa_jax.train.steps import dual_step_fn, jit_step
+from rqa_jax.train.steps import cross_step_fn, dual_step_fn, jit_step
 
 log = logging.getLogger(__name__)
 Hook = Callable[[int, dict[str, float]], None]
@@ -103,8 +106,11 @@ class _Preemption:
 
 
 def _batch_crc(batch: dict[str, Any]) -> int:
-    """A fingerprint of the batch's queries: equal sequences mean the same data order."""
-    return zlib.crc32(np.ascontiguousarray(batch["query"]["input_ids"]).tobytes())
+    """A fingerprint of the batch's tokens: equal sequences mean the same data order."""
+    crc = 0
+    for leaf in jax.tree.leaves(batch):
+        crc = zlib.crc32(np.ascontiguousarray(leaf).tobytes(), crc)
+    return crc
 
 
 def _abstract(tree: Any) -> Any:
@@ -196,20 +202,109 @@ def export_dual(
     return out
 
 
-def train_dual(
-    config: ml_collections.ConfigDict, workdir: str | Path, hooks: Sequence[Hook] = ()
-) -> dict[str, Any]:
-    """Trains (or resumes training) a dual encoder; returns the last metrics and status."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    mesh = parallel.make_mesh(config.mesh_model)
+@dataclasses.dataclass
+class Task:
+    """What differs between training a retriever and a re-ranker; the loop does the rest."""
+
+    name: str
+    tokenizer: Any
+    examples: Any
+    spec: BatchSpec
+    init_params: Callable[[Mesh], Any]
+    make_step: Callable[[optax.GradientTransformation, optax.Schedule, Mesh], Any]
+    evaluator: Callable[[Any], dict[str, float]] | None
+    export: Callable[[Path, Any], Path | None]
+
+
+def dual_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
+    """RocketQA step 1: query/passage towers, cross-batch contrastive loss, dev MRR@10."""
     bert_config = builders.bert_config_for(config)
     tokenizer = builders.tokenizer_for(config)
     net = builders.dual_net(config, bert_config)
     examples, dev = builders.dual_data(config, workdir)
     spec = BatchSpec("dual", config.train_batch_size, config.q_max_len, config.p_max_len,
                      num_negatives=config.num_negatives, title_form=config.title_form)  # fmt: skip
-    loader = Loader(examples, tokenizer, spec, seed=config.seed)
+    evaluator = (DevEvaluator(dev, net, tokenizer, config.q_max_len, config.p_max_len, config.title_form,
+                              config.eval_batch_size) if dev is not None and config.eval_every else None)  # fmt: skip
+    return Task(
+        name="dual",
+        tokenizer=tokenizer,
+        examples=examples,
+        spec=spec,
+        init_params=lambda mesh: builders.init_dual_params(config, net, mesh)[0],
+        make_step=lambda tx, schedule, mesh: dual_step_fn(
+            net, tx, mesh, schedule, config.logit_scale, config.cross_batch, config.dropout
+        ),
+        evaluator=evaluator,
+        export=lambda out, params: export_dual(out, config, params, tokenizer),
+    )
+
+
+def cross_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
+    """The re-ranker: pointwise (v1) or listwise (v2) cross entropy, optional FGM; dev metric
+    is MRR@10 after re-ranking a candidate run (``data.dev_run``)."""
+    from rqa_jax.api import CrossEncoder
+    from rqa_jax.eval.metrics import mrr_at_k
+    from rqa_jax.index.rerank import rerank
+
+    bert_config = builders.bert_config_for(config)
+    tokenizer = builders.tokenizer_for(config)
+    net = builders.cross_net(config, bert_config)
+    examples, dev = builders.cross_data(config, workdir)
+    q_cut = config.cross_q_max_len or None
+    spec = BatchSpec("cross", config.train_batch_size, cross_max_len=config.cross_max_len,
+                     list_size=config.list_size if config.objective == "listwise" else 0, cross_q_max_len=q_cut)  # fmt: skip
+
+    def evaluate(params: Any) -> dict[str, float]:
+        dev_set, dev_run = dev
+        if jax.process_count() > 1:
+            params = multihost_utils.process_allgather(params, tiled=True)
+        model = CrossEncoder(bert_config, config.cross_head, params, tokenizer, config.cross_max_len, q_cut,
+                             config.dtype, config.eval_batch_size)  # fmt: skip
+        reranked = rerank(
+            model, dev_run, dev_set.queries, dev_set.corpus, config.rerank_top_k, progress=False
+        )
+        judged = {q: dev_set.qrels[q] for q in dev_set.queries if q in dev_set.qrels}
+        return {
+            "dev_rerank_mrr@10": mrr_at_k(judged, reranked, 10),
+            "dev_run_mrr@10": mrr_at_k(judged, dev_run, 10),
+        }
+
+    def export(out: Path, params: Any) -> Path | None:
+        if config.cross_head == "v2":
+            print("rqa train: the v2 head has no HF class; the model stays in the checkpoints")
+            return None
+        return hf.export_cross_encoder(out / "export", bert_config, config.cross_head, params, tokenizer,
+                                       config.cross_max_len)  # fmt: skip
+
+    return Task(
+        name="cross",
+        tokenizer=tokenizer,
+        examples=examples,
+        spec=spec,
+        init_params=lambda mesh: builders.init_cross_params(config, net, mesh)[0],
+        make_step=lambda tx, schedule, mesh: cross_step_fn(
+            net, tx, schedule, config.objective, config.fgm_epsilon, config.dropout
+        ),
+        evaluator=evaluate if dev is not None and config.eval_every else None,
+        export=export,
+    )
+
+
+TASKS = {"dual": dual_task, "cross": cross_task}
+
+
+def train(
+    config: ml_collections.ConfigDict, workdir: str | Path, hooks: Sequence[Hook] = ()
+) -> dict[str, Any]:
+    """Trains (or resumes training) ``config.task``; returns the last metrics and status."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if config.task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {config.task!r}")
+    mesh = parallel.make_mesh(config.mesh_model)
+    task = TASKS[config.task](config, workdir)
+    loader = Loader(task.examples, task.tokenizer, task.spec, seed=config.seed)
     total = config.num_train_steps or config.num_epochs * loader.steps_per_epoch
     if total <= 0:
         raise ValueError("set num_train_steps or num_epochs to a positive number")
@@ -217,9 +312,7 @@ def train_dual(
         config.learning_rate, total, config.warmup_proportion, config.weight_decay, config.clip_norm
     )
     schedule = rocketqa_schedule(config.learning_rate, total, int(total * config.warmup_proportion))
-
-    params, _ = builders.init_dual_params(config, net, mesh)
-    state = jax.jit(lambda p: create_state(p, tx))(params)
+    state = jax.jit(lambda p: create_state(p, tx))(task.init_params(mesh))
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
     mngr = ocp.CheckpointManager(
         (workdir / "checkpoints").absolute(),
@@ -231,10 +324,8 @@ def train_dual(
     if data_state is not None:
         loader.set_state(data_state)
         print(f"rqa train: resumed from step {start} in {workdir}")
-    step_fn = jit_step(dual_step_fn(net, tx, mesh, schedule, config.logit_scale, config.cross_batch, config.dropout),
-                       state_shardings, mesh)  # fmt: skip
-    evaluator = (DevEvaluator(dev, net, tokenizer, config.q_max_len, config.p_max_len, config.title_form,
-                              config.eval_batch_size) if dev is not None and config.eval_every else None)  # fmt: skip
+    step_fn = jit_step(task.make_step(tx, schedule, mesh), state_shardings, mesh)
+    evaluator = task.evaluator
     writer = MetricsWriter(workdir, start)
     rng = jax.random.PRNGKey(config.seed)
 
@@ -247,7 +338,7 @@ def train_dual(
         writer.write(0, evaluator(state.params))
     last: dict[str, Any] = {}
     status = "completed"
-    with _Preemption() as preemption, tqdm(total=total, initial=start, desc="train dual", unit="step",
+    with _Preemption() as preemption, tqdm(total=total, initial=start, desc=f"train {task.name}", unit="step",
                                            disable=jax.process_index() != 0) as bar:  # fmt: skip
         for step in range(start + 1, total + 1):
             local = next(loader)
@@ -282,5 +373,7 @@ def train_dual(
             state.params, tiled=True
         )  # collective: all processes
         if jax.process_index() == 0:
-            last["export"] = str(export_dual(workdir, config, host_params, tokenizer))
+            exported = task.export(workdir, host_params)
+            if exported is not None:
+                last["export"] = str(exported)
     return {"status": status, "step": int(state.step), "metrics": last, "state": state}

@@ -1,0 +1,37 @@
+"""A few-minute CPU cross-encoder on the sample data: all-MiniLM-L6-v2's weights with a fresh
+v1 head, negatives from a retriever run over the train queries, dev MRR@10 after re-ranking
+a retriever's dev run (``make demo`` passes both runs).
+
+    rqa train --config configs/demo_cross.py --workdir demo_out/cross \\
+        --config.data.train_run=... --config.data.dev_run=...
+"""
+
+import ml_collections
+
+from configs import common, demo_dual
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    c = common.get_cross_config()
+    c.model_dir = demo_dual._minilm_dir()
+    c.cross_head, c.objective = "v1", "pointwise"
+    c.cross_max_len = 64  # the sample's queries and passages are short
+    c.data.source = "sample"
+    c.data.negative_depth = 20  # hard negatives: the retriever's near misses
+    c.train_batch_size = 32
+    c.learning_rate = 5e-5
+    c.weight_decay = 0.01
+    c.num_train_steps, c.num_epochs = 80, 0
+    c.fgm_epsilon = 0.01
+    c.rerank_top_k = 20
+    c.log_every, c.eval_every, c.checkpoint_every = 10, 40, 40
+    c.eval_batch_size = 128
+    if arg == "runlocal":
+        c.num_train_steps, c.log_every, c.eval_every, c.checkpoint_every, c.train_batch_size = (
+            4,
+            1,
+            2,
+            2,
+            16,
+        )
+    return c
