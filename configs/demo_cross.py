@@ -21,10 +21,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.train_batch_size = 32
     c.learning_rate = 1e-4  # a fresh head on a bi-encoder checkpoint: 5e-5 learns too slowly here
     c.weight_decay = 0.01
-    c.num_train_steps, c.num_epochs = 160, 0
+    c.num_train_steps, c.num_epochs = 320, 0
     c.fgm_epsilon = 0.01
     c.rerank_top_k = 20
-    c.log_every, c.eval_every, c.checkpoint_every = 10, 80, 80
+    c.log_every, c.eval_every, c.checkpoint_every = 10, 160, 160
     c.eval_batch_size = 128
     if arg == "runlocal":
         c.num_train_steps, c.log_every, c.eval_every, c.checkpoint_every, c.train_batch_size = (

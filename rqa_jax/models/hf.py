@@ -348,17 +348,29 @@ def export_cross_encoder(
 ) -> Path:
     """Writes a cross encoder as an HF ``BertForSequenceClassification`` /
     ``ErnieForSequenceClassification`` dir that ``AutoModelForSequenceClassification``
-    scores identically: the ``v1`` head as 2 labels, ``pooler_logit`` as 1 label. RocketQAv2's
-    ``v2`` head (raw [CLS] → linear, no pooler) has no HF class and is refused."""
+    scores identically: the ``v1`` head as 2 labels, ``pooler_logit`` as 1 label.
+
+    RocketQAv2's ``v2`` head (raw [CLS] → linear) has no HF class: it is written as a 1-label
+    classifier whose pooler is ε·I (ε = 1e-4, bias 0) and whose classifier is divided by ε,
+    since tanh(ε·x)/ε = x·(1 − (ε·x)²/3 + …): the scores agree to ~1e-7 relative."""
     from safetensors.numpy import save_file
 
-    if head not in ("v1", "pooler_logit"):
-        raise ValueError(
-            f"head {head!r} cannot be expressed as an HF sequence classifier (v1 or pooler_logit)"
-        )
+    if head not in ("v1", "v2", "pooler_logit"):
+        raise ValueError(f"unknown cross-encoder head {head!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    params = jax.device_get(params)
+    params = dict(jax.device_get(params))
+    if head == "v2":
+        eps, h = 1e-4, config.hidden_size
+        near_identity = {
+            "kernel": eps * np.eye(h, dtype=np.float32),
+            "bias": np.zeros(h, np.float32),
+        }
+        params["bert"] = {**params["bert"], "pooler": {"dense": near_identity}}
+        params["classifier"] = {
+            "kernel": np.asarray(params["classifier"]["kernel"]) / eps,
+            "bias": np.asarray(params["classifier"]["bias"]),
+        }
     bert = params["bert"]
     if _is_stacked(bert):
         bert = unstack_layer_params(bert, config.num_hidden_layers)
@@ -370,13 +382,13 @@ def export_cross_encoder(
     hf_config = config.to_hf_dict()
     kind = "Bert" if config.model_type == "bert" else "Ernie"
     n_labels = 2 if head == "v1" else 1
+    loaded_as = "pooler_logit" if head == "v2" else head  # what the written weights compute
     hf_config["architectures"] = [f"{kind}ForSequenceClassification"]
     hf_config["id2label"] = {str(i): f"LABEL_{i}" for i in range(n_labels)}
     hf_config["label2id"] = {f"LABEL_{i}": i for i in range(n_labels)}
     (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-    (out / "rqa_jax.json").write_text(
-        json.dumps({"head": head, "max_length": max_length}, indent=2) + "\n"
-    )
+    own = {"head": loaded_as, "trained_head": head, "max_length": max_length}
+    (out / "rqa_jax.json").write_text(json.dumps(own, indent=2) + "\n")
     tokenizer.save_pretrained(str(out))
     score = "P(relevant) = softmax(logits)[1]" if head == "v1" else "the logit"
     (out / "README.md").write_text(

@@ -271,9 +271,6 @@ def cross_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
         }
 
     def export(out: Path, params: Any) -> Path | None:
-        if config.cross_head == "v2":
-            print("rqa train: the v2 head has no HF class; the model stays in the checkpoints")
-            return None
         return hf.export_cross_encoder(out / "export", bert_config, config.cross_head, params, tokenizer,
                                        config.cross_max_len)  # fmt: skip
 
