@@ -94,6 +94,15 @@ def _on_process_0(write: Any, what: str) -> None:
         multihost_utils.sync_global_devices(f"rqa_jax: {what} ready")
 
 
+def _marco_root(d: ml_collections.ConfigDict, workdir: Path) -> Path:
+    """The MS MARCO-format dir of ``data.source`` marco (``data.dir``) or sample (generated
+    once into ``workdir/data``)."""
+    root = Path(d.dir) if d.source == "marco" else workdir / "data"
+    if d.source == "sample" and not (root / "qrels.dev.tsv").is_file():
+        _on_process_0(lambda: generate(root, seed=d.sample_seed), "sample data")
+    return root
+
+
 def _marco_dev(d: Path) -> DevSet:
     from rqa_jax.data import formats as F
 
@@ -116,9 +125,7 @@ def dual_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Any, De
     d = config.data
     dev: DevSet | None = None
     if d.source in ("sample", "marco"):
-        root = Path(d.dir) if d.source == "marco" else workdir / "data"
-        if d.source == "sample" and not (root / "qrels.dev.tsv").is_file():
-            _on_process_0(lambda: generate(root, seed=d.sample_seed), "sample data")
+        root = _marco_root(d, workdir)
         if (root / "triples.train.tsv").is_file():
             examples = list(E.dual_from_triples(root / "triples.train.tsv"))
         else:
@@ -206,9 +213,7 @@ def cross_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[list[d
             else E.joint_from_tsv(d.path, config.list_size)
         )
         return examples, None
-    root = Path(d.dir) if d.source == "marco" else workdir / "data"
-    if d.source == "sample" and not (root / "qrels.dev.tsv").is_file():
-        _on_process_0(lambda: generate(root, seed=d.sample_seed), "sample data")
+    root = _marco_root(d, workdir)
     titles = F.read_titles(root / "titles.tsv") if (root / "titles.tsv").is_file() else {}
     corpus = {r.id: (titles.get(r.id), r.text) for r in F.iter_collection(root / "collection.tsv")}
     queries = {q.id: q.text for q in F.iter_queries(root / "queries.train.tsv")}
