@@ -228,3 +228,18 @@ def test_empty_text_and_bad_utf8(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         list(F.iter_collection(tmp_path / "nope.tsv"))
+
+
+def test_run_with_a_repeated_passage_or_nan_score_is_refused(tmp_path):
+    """What the old ScaNN search wrote past rank 100: row 0 again and again, score NaN."""
+    e = err(tmp_path, "dup.run", "q1 Q0 p1 1 2.0 t\nq1 Q0 p2 2 1.0 t\nq1 Q0 p1 3 0.5 t\n",
+            F.read_run, "passage 'p1' is listed twice for query 'q1' \\(first on line 1\\)")  # fmt: skip
+    assert e.line_no == 3
+    err(tmp_path, "nan.run", "q1\tp1\t1\t2.0\nq1\tp2\t2\tnan\n", F.read_run, "NaN")
+    assert F.read_run(_write(tmp_path / "ok.run", "q1 Q0 p1 1 2 t\nq2 Q0 p1 1 3 t\n")) == {
+        "q1": [("p1", 2.0)], "q2": [("p1", 3.0)]}  # fmt: skip
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

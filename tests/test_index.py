@@ -134,3 +134,41 @@ def test_mismatched_index_is_refused(encoded, tmp_path):
     (bad / "ids.txt").write_text("a\nb\n")
     with pytest.raises(ValueError, match=r"3 rows but ids\.txt has 2 ids"):
         Index.build(bad, "exact")
+
+
+def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    """Unit vectors around random centres, the shape of real passage embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(1, n // 100), dim)).astype(np.float32)
+    x = centres[rng.integers(0, len(centres), n)] + 0.6 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("n", "leaves_searched"), [(6000, "all"), (40_000, "some")])
+def test_scann_top_1000_is_k_distinct_exactly_scored_rows(n, leaves_searched):
+    """The review's bug: k = 1000 gave 100 real rows and 900 rows of id 0 with NaN scores."""
+    from rqa_jax.index.search import ExactIndex, ScannIndex, default_scann_params
+
+    x = _clustered(n + 40, 32, seed=1)
+    db, q = x[:n], x[n:]
+    params = default_scann_params(n)
+    assert (params["num_leaves_to_search"] < params["num_leaves"]) == (leaves_searched == "some")
+    scores, rows = ScannIndex.build(db, params).search(q, 1000)
+    assert scores.shape == rows.shape == (len(q), 1000)
+    assert all(len(set(r)) == 1000 for r in rows.tolist())
+    assert np.isfinite(scores).all() and (np.diff(scores, axis=1) <= 0).all()
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ db.T, rows, 1), atol=1e-5)
+    _, truth = ExactIndex(db).search(q, 1000)
+    recall = np.mean([len(set(a) & set(b)) / 1000 for a, b in zip(rows, truth, strict=True)])
+    assert recall >= 0.99, recall
+
+
+def test_scann_query_short_of_candidates_is_searched_again_over_all_leaves(monkeypatch):
+    from rqa_jax.index.search import ScannIndex, default_scann_params
+
+    x = _clustered(20_040, 16, seed=2)
+    index = ScannIndex.build(x[:20_000], default_scann_params(20_000))
+    monkeypatch.setattr(index, "_leaves_for", lambda k: 1)  # one leaf holds < 1000 points
+    scores, rows = index.search(x[20_000:], 1000)
+    assert all(len(set(r)) == 1000 for r in rows.tolist()) and np.isfinite(scores).all()
+    assert len(index.search(x[:3], 20_000)[1][0]) == 20_000  # k = N: the whole corpus, ranked

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
@@ -636,8 +637,11 @@ def write_joint_lists(path: str | Path, lists: Iterable[JointList]) -> None:
 
 def read_run(path: str | Path) -> Run:
     """A TREC run (``qid Q0 pid rank score tag``) or RocketQA's (``qid \\t pid \\t rank \\t score``),
-    detected per line; each query's list is sorted by rank."""
+    detected per line; each query's list is sorted by rank. A passage listed twice for one
+    query, or a NaN score, is refused: downstream top-k lists and negative pools assume k
+    distinct, really retrieved passages."""
     ranked: dict[str, list[tuple[int, str, float]]] = {}
+    first_seen: dict[tuple[str, str], int] = {}
     for line_no, line in _lines(path):
         cols = line.split()
         if len(cols) == 6:
@@ -653,6 +657,12 @@ def read_run(path: str | Path) -> Run:
             score_f = float(score)
         except ValueError:
             raise FormatError(path, line_no, f"score must be a number, found {score!r}") from None
+        if math.isnan(score_f):  # what a broken search writes for padding rows
+            raise FormatError(path, line_no, f"score of passage {pid!r} is NaN")
+        if (qid, pid) in first_seen:
+            raise FormatError(path, line_no, f"passage {pid!r} is listed twice for query {qid!r} "
+                              f"(first on line {first_seen[qid, pid]})")  # fmt: skip
+        first_seen[qid, pid] = line_no
         ranked.setdefault(qid, []).append((_int(path, line_no, rank, "rank"), pid, score_f))
     return {
         q: [(pid, s) for _, pid, s in sorted(rows, key=lambda r: r[0])]

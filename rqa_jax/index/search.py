@@ -85,6 +85,16 @@ def _check_k(k: int, n: int) -> int:
     return min(k, n)  # documented: k larger than the corpus returns the whole corpus, ranked
 
 
+def _valid_row(scores: np.ndarray, rows: np.ndarray, k: int, n: int) -> bool:
+    """k finite scores on k distinct rows in [0, n): what every search must return."""
+    return (
+        len(rows) == k
+        and bool(np.all(np.isfinite(scores)))
+        and bool(np.all((rows >= 0) & (rows < n)))
+        and len(np.unique(rows)) == k
+    )
+
+
 class ExactIndex:
     """Exact maximum inner product search."""
 
@@ -130,7 +140,8 @@ class ExactIndex:
 def default_scann_params(n: int) -> dict[str, Any]:
     """About √N leaves; search enough of them to visit max(10% of N, 20,000) points (all of a
     small corpus: partitioning only pays on large ones); 2-d AH blocks; the best
-    max(100, 2k) candidates re-scored exactly."""
+    max(reorder, reorder_per_k · k) hashing candidates re-scored exactly (see
+    :meth:`ScannIndex.search`)."""
     leaves = max(1, round(math.sqrt(n)))
     fraction = max(0.1, min(1.0, 20_000 / max(n, 1)))
     return {
@@ -140,16 +151,28 @@ def default_scann_params(n: int) -> dict[str, Any]:
         "dims_per_block": 2,
         "anisotropic_quantization_threshold": 0.2,
         "reorder": 100,
+        "reorder_per_k": 4,
     }
 
 
 class ScannIndex:
-    """ScaNN tree + asymmetric hashing + reordering (dot product)."""
+    """ScaNN tree + asymmetric hashing + exact reordering (dot product).
+
+    A search at any k returns k distinct real rows ranked by their exact inner product:
+    max(reorder, reorder_per_k · k) hashing candidates are re-scored exactly, the leaves
+    searched grow with k so they hold enough points, and a query for which ScaNN still comes
+    back short (padding rows with NaN scores, repeated ids) is searched again over every leaf.
+    """
 
     backend = "scann"
 
-    def __init__(self, searcher: Any, n: int, reorder: int = 100) -> None:
+    def __init__(
+        self, searcher: Any, n: int, reorder: int = 100, reorder_per_k: int = 4,
+        num_leaves: int = 1, num_leaves_to_search: int = 1,
+    ) -> None:  # fmt: skip
         self.searcher, self.n, self.reorder = searcher, n, reorder
+        self.reorder_per_k = reorder_per_k
+        self.num_leaves, self.num_leaves_to_search = num_leaves, num_leaves_to_search
 
     def __len__(self) -> int:
         return self.n
@@ -162,19 +185,53 @@ class ScannIndex:
         builder = scann.scann_ops_pybind.builder(
             np.ascontiguousarray(embeddings, np.float32), 10, "dot_product"
         )
-        if n >= 2 * params["num_leaves"] and params["num_leaves"] > 1:
+        tree = n >= 2 * params["num_leaves"] and params["num_leaves"] > 1
+        if tree:
             builder = builder.tree(num_leaves=params["num_leaves"], num_leaves_to_search=params["num_leaves_to_search"],
                                    training_sample_size=params["training_sample_size"])  # fmt: skip
         builder = builder.score_ah(params["dims_per_block"],
                                    anisotropic_quantization_threshold=params["anisotropic_quantization_threshold"])  # fmt: skip
-        return cls(builder.reorder(params["reorder"]).build(), n, params["reorder"])
+        return cls(builder.reorder(params["reorder"]).build(), n, params["reorder"], params.get("reorder_per_k", 4),
+                   params["num_leaves"] if tree else 1, params["num_leaves_to_search"] if tree else 1)  # fmt: skip
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        k = _check_k(k, len(self))
+    def _search(self, queries: np.ndarray, k: int, leaves: int) -> tuple[np.ndarray, np.ndarray]:
+        pre = min(self.n, max(self.reorder, self.reorder_per_k * k))
+        kwargs: dict[str, Any] = {"final_num_neighbors": k, "pre_reorder_num_neighbors": pre}
+        if self.num_leaves > 1:
+            kwargs["leaves_to_search"] = leaves
         idx, scores = self.searcher.search_batched(
-            np.ascontiguousarray(queries, np.float32), final_num_neighbors=k
+            np.ascontiguousarray(queries, np.float32), **kwargs
         )
         return np.asarray(scores, np.float32), np.asarray(idx, np.int64)
+
+    def _leaves_for(self, k: int) -> int:
+        """The configured leaves, or more when k is large: visit about 8× the candidates
+        that are re-scored, so a top-1000 is not limited by the points in a few leaves."""
+        pre = max(self.reorder, self.reorder_per_k * k)
+        wanted = math.ceil(self.num_leaves * min(1.0, 8 * pre / max(self.n, 1)))
+        return min(self.num_leaves, max(self.num_leaves_to_search, wanted))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """queries [Q, H] → (exact scores [Q, k], row indices [Q, k]), best first; k distinct
+        real rows per query for every k ≤ N."""
+        k = _check_k(k, len(self))
+        if len(queries) == 0:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        scores, rows = self._search(queries, k, self._leaves_for(k))
+        bad = np.flatnonzero(
+            [not _valid_row(s, r, k, self.n) for s, r in zip(scores, rows, strict=True)]
+        )
+        if len(bad) and self.num_leaves > 1:  # too few points in the searched leaves: all of them
+            scores[bad], rows[bad] = self._search(queries[bad], k, self.num_leaves)
+            bad = bad[[not _valid_row(scores[b], rows[b], k, self.n) for b in bad]]
+        if len(bad):
+            raise RuntimeError(
+                f"ScaNN returned fewer than {k} distinct neighbours for {len(bad)} queries "
+                f"(reorder={self.reorder}, N={self.n}); rebuild the index with a larger reorder "
+                "or use --backend exact"
+            )
+        order = np.argsort(-scores, axis=1, kind="stable")  # exact scores, best first
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
 
     def save(self, out: Path) -> None:
         d = out / "scann"
@@ -191,11 +248,11 @@ class ScannIndex:
     def load(cls, d: Path, params: dict[str, Any]) -> ScannIndex:
         import scann
 
-        return cls(
-            scann.scann_ops_pybind.load_searcher(str(d / "scann")),
-            params["count"],
-            params["reorder"],
-        )
+        n = params["count"]
+        tree = n >= 2 * params["num_leaves"] and params["num_leaves"] > 1
+        return cls(scann.scann_ops_pybind.load_searcher(str(d / "scann")), n, params["reorder"],
+                   params.get("reorder_per_k", 2), params["num_leaves"] if tree else 1,
+                   params["num_leaves_to_search"] if tree else 1)  # fmt: skip
 
 
 class Index:
