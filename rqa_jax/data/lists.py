@@ -1,0 +1,317 @@
+"""RocketQA's data operations on runs and scores: mining a retriever's candidates, scoring
+them with a cross encoder (batched, resumable), denoising hard negatives, pseudo-labelling
+unlabeled questions, and writing the results in RocketQA's own TSV formats.
+
+Everything here works on plain ids: a run is ``qid -> [(pid, score)]`` best first (see
+:mod:`rqa_jax.data.formats`), cross-encoder scores are ``qid -> {pid: score}``. The models
+stay outside (a scorer is any callable), so the same functions serve the v1 and v2
+pipelines and users' own files.
+
+The recipe (RocketQA, §4.2; released ``data_process/construct_*_train_de.py``):
+
+* *mine*: the retriever's top n (1000) per training query, labelled positives excluded;
+* *denoise*: a top-50 candidate is a usable negative only if the cross encoder scores it
+  below τ_neg (0.1); k negatives per positive (MS MARCO 4, NQ 1), topped up at random from
+  ranks 51–n when too few; candidates at or above τ_neg are dropped as likely false
+  negatives (counted);
+* *augment*: for an unlabeled question, the top-50 passage with the highest cross-encoder
+  score becomes a pseudo positive if that score is above τ_pos (0.9); passages below τ_neg
+  are its negatives; questions without a confident positive are skipped (counted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from rqa_jax.data import formats as F
+from rqa_jax.data.formats import DualTrainRow, Qrels, Run
+
+Scores = dict[str, dict[str, float]]
+# A scorer: (queries, paras, titles) -> one relevance score per pair
+Scorer = Callable[[list[str], list[str], list[str | None]], Sequence[float]]
+Corpus = Mapping[str, tuple[str | None, str]]  # pid -> (title, text)
+
+
+def _positives(qrels: Qrels, qid: str) -> list[str]:
+    return [pid for pid, rel in qrels.get(qid, {}).items() if rel > 0]
+
+
+def _rng(seed: int, qid: str) -> random.Random:
+    """One generator per query, so a query's draw does not depend on the others' (a re-run
+    over a subset, or in another order, draws the same negatives)."""
+    return random.Random(f"{seed}:{qid}")
+
+
+# ----------------------------------------------------------------------------- mine
+
+
+def mine(run: Run, qrels: Qrels, depth: int = 1000) -> Run:
+    """Each judged query's top ``depth`` candidates with its labelled positives removed: the
+    pool hard negatives are drawn from."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    return {
+        qid: [(pid, s) for pid, s in run[qid][:depth] if pid not in set(_positives(qrels, qid))]
+        for qid in run
+        if qid in qrels
+    }
+
+
+# ----------------------------------------------------------------------------- score
+
+
+def read_scores(path: str | Path) -> Scores:
+    """Cross-encoder scores saved by :func:`score_candidates` (a run file)."""
+    return {q: dict(docs) for q, docs in F.read_run(path).items()}
+
+
+def score_candidates(
+    scorer: Scorer,
+    run: Run,
+    queries: Mapping[str, str],
+    corpus: Corpus,
+    out_path: str | Path,
+    top: int = 50,
+    queries_per_chunk: int = 64,
+    progress: bool = True,
+) -> Scores:
+    """The cross encoder's score of each query's first ``top`` candidates, saved to
+    ``out_path`` (RocketQA run form ``qid pid rank score``, rank = the retriever's).
+
+    Resumable: scores are appended a chunk of queries at a time, and a chunk is committed
+    by a line in ``out_path.progress``; a re-run keeps committed chunks and scores only the
+    rest (a chunk cut off mid-write is scored again)."""
+    out, done_file = Path(out_path), Path(f"{out_path}.progress")
+    qids = list(run)
+    missing = next((q for q in qids if q not in queries), None)
+    if missing is not None:
+        raise KeyError(f"run query id {missing!r} is not in the queries")
+    done = int(done_file.read_text().split()[0]) if done_file.is_file() and out.is_file() else 0
+    if done == 0:
+        out.write_text("")
+    else:  # drop what a chunk cut off mid-write left after the last committed one
+        keep = sum(min(top, len(run[q])) for q in qids[:done])
+        lines = out.read_text().splitlines(keepends=True)[:keep]
+        out.write_text("".join(lines))
+    bar = tqdm(total=len(qids), initial=done, unit="q", desc="score", disable=not progress)
+    for start in range(done, len(qids), queries_per_chunk):
+        chunk = qids[start : start + queries_per_chunk]
+        pairs = [(q, rank, pid) for q in chunk for rank, (pid, _) in enumerate(run[q][:top], 1)]
+        absent = next((pid for _, _, pid in pairs if pid not in corpus), None)
+        if absent is not None:
+            raise KeyError(f"run passage id {absent!r} is not in the corpus")
+        scores = scorer([queries[q] for q, _, _ in pairs], [corpus[p][1] for _, _, p in pairs],
+                        [corpus[p][0] for _, _, p in pairs]) if pairs else []  # fmt: skip
+        with out.open("a", encoding="utf-8") as f:
+            f.writelines(
+                f"{q}\t{pid}\t{rank}\t{float(s):.6f}\n"
+                for (q, rank, pid), s in zip(pairs, scores, strict=True)
+            )
+        done_file.write_text(f"{start + len(chunk)} of {len(qids)} queries scored\n")
+        bar.update(len(chunk))
+    bar.close()
+    return read_scores(out)
+
+
+# ----------------------------------------------------------------------------- denoise
+
+
+@dataclasses.dataclass
+class DenoiseStats:
+    queries: int = 0
+    positives: int = 0
+    negatives: int = 0
+    top_candidates: int = 0  # non-positive candidates in the top ``top``
+    dropped_as_false_negatives: int = 0  # of those, scored >= tau_neg
+    topped_up_queries: int = 0
+    topped_up_negatives: int = 0
+    queries_short_of_negatives: int = 0  # even ranks top+1..n did not have enough
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def denoise(
+    run: Run,
+    qrels: Qrels,
+    ce_scores: Scores,
+    per_positive: int = 4,
+    top: int = 50,
+    depth: int = 1000,
+    tau_neg: float = 0.1,
+    seed: int = 0,
+    pick: str = "random",
+) -> tuple[dict[str, list[tuple[str, str]]], DenoiseStats, dict[str, set[str]]]:
+    """Denoised hard negatives per judged query → ({qid: [(positive, negative)]}, stats,
+    {qid: candidates dropped as likely false negatives}).
+
+    Each positive gets ``per_positive`` distinct negatives: top-``top`` candidates with a
+    cross-encoder score below ``tau_neg`` (``pick`` "random": a seeded random choice among
+    them, as the paper describes; "rank": the best-ranked first, as the released script),
+    then random ones from ranks ``top``+1..``depth``. A labelled positive is never a
+    negative; a top candidate without a score is an error (score the top first)."""
+    if pick not in ("random", "rank"):
+        raise ValueError(f"pick must be 'random' or 'rank', got {pick!r}")
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    dropped: dict[str, set[str]] = {}
+    st = DenoiseStats()
+    for qid, docs in run.items():
+        positives = _positives(qrels, qid)
+        if not positives:
+            continue
+        rng, pos_set = _rng(seed, qid), set(positives)
+        need = per_positive * len(positives)
+        head = [pid for pid, _ in docs[:top] if pid not in pos_set]
+        qs = ce_scores.get(qid, {})
+        unscored = next((pid for pid in head if pid not in qs), None)
+        if unscored is not None:
+            raise KeyError(f"query {qid!r}: candidate {unscored!r} has no cross-encoder score")
+        usable = [pid for pid in head if qs[pid] < tau_neg]
+        dropped[qid] = {pid for pid in head if qs[pid] >= tau_neg}
+        chosen = rng.sample(usable, min(need, len(usable))) if pick == "random" else usable[:need]
+        if len(chosen) < need:
+            tail = [pid for pid, _ in docs[top:depth] if pid not in pos_set]
+            extra = rng.sample(tail, min(need - len(chosen), len(tail)))
+            st.topped_up_queries += 1
+            st.topped_up_negatives += len(extra)
+            chosen += extra
+            st.queries_short_of_negatives += len(chosen) < need
+        st.queries += 1
+        st.positives += len(positives)
+        st.negatives += len(chosen)
+        st.top_candidates += len(head)
+        st.dropped_as_false_negatives += len(dropped[qid])
+        # negative i goes with positive i mod P: every positive gets its share
+        pairs[qid] = [(positives[i % len(positives)], neg) for i, neg in enumerate(chosen)]
+    return pairs, st, dropped
+
+
+def undenoised(
+    run: Run, qrels: Qrels, per_positive: int = 4, top: int = 50, seed: int = 0
+) -> dict[str, list[tuple[str, str]]]:
+    """The ablation: negatives drawn from the top ``top`` without the cross encoder's filter
+    (RocketQA Table 3's "hard negatives w/o denoising")."""
+    scores = {q: {pid: float("-inf") for pid, _ in docs[:top]} for q, docs in run.items()}
+    return denoise(run, qrels, scores, per_positive, top, top, float("inf"), seed)[0]
+
+
+def false_negative_quality(
+    dropped: dict[str, set[str]], planted: Qrels, run: Run, top: int = 50
+) -> dict[str, float]:
+    """The denoiser judged against known false negatives (the sample's planted unlabeled
+    relevant passages): precision of what it dropped, recall over the planted ones that
+    were among the top ``top`` candidates it looked at."""
+    dropped_n = sum(len(d) for d in dropped.values())
+    hit = sum(len(d & set(_positives(planted, q))) for q, d in dropped.items())
+    reachable = sum(
+        len(set(_positives(planted, q)) & {pid for pid, _ in run.get(q, [])[:top]}) for q in dropped
+    )
+    return {
+        "dropped": dropped_n,
+        "planted_in_top": reachable,
+        "precision": hit / dropped_n if dropped_n else 0.0,
+        "recall": hit / reachable if reachable else 0.0,
+    }
+
+
+# ----------------------------------------------------------------------------- augment
+
+
+@dataclasses.dataclass
+class AugmentStats:
+    questions: int = 0
+    pseudo_positives: int = 0
+    skipped_no_confident_positive: int = 0
+    skipped_no_negative: int = 0
+    negatives: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def augment(
+    run: Run,
+    ce_scores: Scores,
+    negatives: int = 4,
+    top: int = 50,
+    tau_pos: float = 0.9,
+    tau_neg: float = 0.1,
+    seed: int = 0,
+) -> tuple[dict[str, list[tuple[str, str]]], AugmentStats]:
+    """Pseudo-labelled training pairs for unlabeled questions → ({qid: [(pseudo positive,
+    negative)]}, stats). The top-``top`` passage with the highest score becomes the positive
+    when that score is above ``tau_pos``; up to ``negatives`` passages scored below
+    ``tau_neg`` (seeded random choice) are its negatives. A question with no confident
+    positive, or with no passage below ``tau_neg``, is skipped and counted."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    st = AugmentStats()
+    for qid, docs in run.items():
+        st.questions += 1
+        qs = ce_scores.get(qid, {})
+        head = [pid for pid, _ in docs[:top] if pid in qs]
+        if not head:
+            st.skipped_no_confident_positive += 1
+            continue
+        best = max(head, key=lambda p: qs[p])
+        if qs[best] <= tau_pos:
+            st.skipped_no_confident_positive += 1
+            continue
+        usable = [pid for pid in head if qs[pid] < tau_neg and pid != best]
+        if not usable:
+            st.skipped_no_negative += 1
+            continue
+        chosen = _rng(seed, qid).sample(usable, min(negatives, len(usable)))
+        st.pseudo_positives += 1
+        st.negatives += len(chosen)
+        out[qid] = [(best, neg) for neg in chosen]
+    return out, st
+
+
+# ----------------------------------------------------------------------------- write
+
+
+def dual_rows(
+    pairs: Mapping[str, list[tuple[str, str]]], queries: Mapping[str, str], corpus: Corpus
+) -> Iterator[DualTrainRow]:
+    """(positive, negative) id pairs → RocketQA dual-encoder training rows."""
+    for qid, qpairs in pairs.items():
+        for pos, neg in qpairs:
+            for pid in (pos, neg):
+                if pid not in corpus:
+                    raise KeyError(f"passage id {pid!r} (query {qid!r}) is not in the corpus")
+            yield DualTrainRow(
+                queries[qid], corpus[pos][0], corpus[pos][1], corpus[neg][0], corpus[neg][1]
+            )
+
+
+def write_dual(
+    path: str | Path,
+    pairs: Mapping[str, list[tuple[str, str]]],
+    queries: Mapping[str, str],
+    corpus: Corpus,
+) -> int:
+    """Writes RocketQA's 6-column dual TSV (``-`` for a missing title, as the original);
+    returns the number of lines."""
+    rows = list(dual_rows(pairs, queries, corpus))
+    F.write_dual_train(path, rows)
+    return len(rows)
+
+
+def write_stats(path: str | Path, stats: Mapping[str, Any]) -> None:
+    Path(path).write_text(json.dumps(dict(stats), indent=2) + "\n")
+
+
+def concat_files(out: str | Path, parts: Iterable[str | Path]) -> None:
+    """``cat a b > out`` (RocketQA merges denoised and augmented data this way)."""
+    tmp = Path(f"{out}.partial")
+    with tmp.open("w", encoding="utf-8") as f:
+        for part in parts:
+            f.write(Path(part).read_text(encoding="utf-8"))
+    tmp.replace(out)

@@ -1,0 +1,135 @@
+"""RocketQA's data operations on hand-made runs and cross-encoder scores: thresholds, top-up
+from ranks 51-1000, no positive as a negative, k per positive, seeded draws, augmentation
+selection and skips, resumable scoring, and the TSV written for the original's reader."""
+
+import numpy as np
+import pytest
+
+from rqa_jax.data import formats as F
+from rqa_jax.data import lists as L
+
+
+def _run(qid, n=1000):
+    return {qid: [(f"p{i}", 1000.0 - i) for i in range(n)]}
+
+
+def test_mine_excludes_labelled_positives_and_cuts_at_depth():
+    run = {**_run("q1", 20), **_run("q2", 5), **_run("unjudged", 5)}
+    mined = L.mine(run, {"q1": {"p0": 1, "p3": 1}, "q2": {"p9": 1}}, depth=10)
+    assert [p for p, _ in mined["q1"]] == ["p1", "p2", "p4", "p5", "p6", "p7", "p8", "p9"]
+    assert len(mined["q2"]) == 5 and "unjudged" not in mined
+
+
+def test_denoise_thresholds_k_per_positive_and_never_a_positive():
+    run = _run("q", 1000)
+    qrels = {"q": {"p0": 1, "p7": 1}}
+    # top 50: p1..p9 score high (likely false negatives) except p2, p4; the rest low
+    scores = {"q": {f"p{i}": (0.95 if i < 10 and i not in (2, 4) else 0.01) for i in range(50)}}
+    pairs, st, dropped = L.denoise(run, qrels, scores, per_positive=4, seed=3)
+    negs = [n for _, n in pairs["q"]]
+    assert len(negs) == 8 and len(set(negs)) == 8  # 4 per positive, distinct
+    assert {p for p, _ in pairs["q"]} == {"p0", "p7"}
+    assert sum(p == "p0" for p, _ in pairs["q"]) == 4
+    assert all(scores["q"][n] < 0.1 for n in negs)  # all from the top 50, below tau
+    assert not {"p0", "p7"} & set(negs)
+    assert dropped["q"] == {f"p{i}" for i in (1, 3, 5, 6, 8, 9)}
+    assert st.dropped_as_false_negatives == 6 and st.top_candidates == 48
+    assert st.topped_up_queries == 0 and st.negatives == 8
+    again, _, _ = L.denoise(run, qrels, scores, per_positive=4, seed=3)
+    other, _, _ = L.denoise(run, qrels, scores, per_positive=4, seed=4)
+    assert again == pairs and other != pairs  # seeded
+
+
+def test_denoise_tops_up_at_random_from_ranks_51_to_1000():
+    run = _run("q", 1000)
+    scores = {"q": {f"p{i}": 0.5 if i != 10 else 0.05 for i in range(50)}}  # one usable
+    pairs, st, _ = L.denoise(run, {"q": {"p0": 1, "p300": 1}}, scores, per_positive=4, seed=0)
+    negs = [n for _, n in pairs["q"]]
+    assert "p10" in negs and len(set(negs)) == 8
+    tail = [int(n[1:]) for n in negs if n != "p10"]
+    assert all(50 <= r < 1000 for r in tail) and 300 not in tail
+    assert st.topped_up_queries == 1 and st.topped_up_negatives == 7
+    assert st.queries_short_of_negatives == 0
+
+
+def test_denoise_rank_pick_is_the_released_scripts_order():
+    run = _run("q", 100)
+    scores = {"q": {f"p{i}": 0.0 for i in range(50)}}
+    pairs, _, _ = L.denoise(run, {"q": {"p1": 1}}, scores, per_positive=4, pick="rank")
+    assert [n for _, n in pairs["q"]] == ["p0", "p2", "p3", "p4"]
+
+
+def test_denoise_refuses_unscored_top_candidates():
+    with pytest.raises(KeyError, match=r"'q'.*'p3' has no cross-encoder score"):
+        L.denoise(_run("q", 60), {"q": {"p0": 1}}, {"q": {f"p{i}": 0.0 for i in range(3)}})
+
+
+def test_undenoised_takes_top_candidates_whatever_their_score():
+    pairs = L.undenoised(_run("q", 1000), {"q": {"p0": 1}}, per_positive=4, top=50, seed=1)
+    negs = [int(n[1:]) for _, n in pairs["q"]]
+    assert len(set(negs)) == 4 and all(1 <= r < 50 for r in negs)
+
+
+def test_false_negative_quality_against_planted():
+    run = _run("q", 100)
+    q = L.false_negative_quality(
+        {"q": {"p1", "p2", "p3"}}, {"q": {"p1": 1, "p2": 1, "p5": 1, "p90": 1}}, run
+    )
+    assert q == {"dropped": 3, "planted_in_top": 3, "precision": 2 / 3, "recall": 2 / 3}
+
+
+def test_augment_selects_confident_positive_and_counts_skips():
+    run = {**_run("a", 60), **_run("b", 60), **_run("c", 60)}
+    scores = {
+        "a": {f"p{i}": s for i, s in enumerate([0.5, 0.97, 0.92] + [0.02] * 47)},
+        "b": {f"p{i}": 0.6 for i in range(50)},  # nothing above 0.9
+        "c": {f"p{i}": 0.95 for i in range(50)},  # confident, but no negative below 0.1
+    }
+    out, st = L.augment(run, scores, negatives=4, seed=0)
+    assert list(out) == ["a"]
+    assert {p for p, _ in out["a"]} == {"p1"}  # the highest score, not the first above tau
+    negs = [n for _, n in out["a"]]
+    assert len(set(negs)) == 4 and all(scores["a"][n] < 0.1 for n in negs)
+    assert st.as_dict() == {"questions": 3, "pseudo_positives": 1, "skipped_no_confident_positive": 1,
+                            "skipped_no_negative": 1, "negatives": 4}  # fmt: skip
+
+
+def test_denoised_tsv_loads_with_the_rocketqa_reader_and_round_trips(tmp_path):
+    corpus = {"p0": ("Title", "positive text"), "p1": (None, "negative text")}
+    n = L.write_dual(tmp_path / "de1.tsv", {"q": [("p0", "p1")]}, {"q": "a question"}, corpus)
+    assert n == 1
+    assert (
+        tmp_path / "de1.tsv"
+    ).read_text() == "a question\tTitle\tpositive text\t-\tnegative text\t0\n"
+    rows = list(F.iter_dual_train(tmp_path / "de1.tsv"))
+    assert rows == [F.DualTrainRow("a question", "Title", "positive text", None, "negative text")]
+    F.write_dual_train(tmp_path / "again.tsv", rows)
+    assert (tmp_path / "again.tsv").read_bytes() == (tmp_path / "de1.tsv").read_bytes()
+
+
+def test_score_candidates_resumes_after_a_crash_without_rescoring(tmp_path):
+    run = {f"q{i}": [(f"p{j}", 0.0) for j in range(8)] for i in range(10)}
+    queries = {q: f"question {q}" for q in run}
+    corpus = {f"p{j}": (None, f"text {j}") for j in range(8)}
+    calls = []
+
+    def scorer(qs, paras, titles):
+        calls.append(len(qs))
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return [float(len(q) + len(p)) for q, p in zip(qs, paras, strict=True)]
+
+    out = tmp_path / "ce.scores"
+    with pytest.raises(RuntimeError):
+        L.score_candidates(
+            scorer, run, queries, corpus, out, top=5, queries_per_chunk=3, progress=False
+        )
+    assert calls == [15, 15, 15]
+    scores = L.score_candidates(
+        scorer, run, queries, corpus, out, top=5, queries_per_chunk=3, progress=False
+    )
+    assert calls == [15, 15, 15, 15, 5]  # chunks 1-2 kept, 3 redone, then 3 + the last query
+    assert sorted(scores) == sorted(run) and all(len(v) == 5 for v in scores.values())
+    assert scores["q0"]["p1"] == len("question q0") + len("text 1")
+    assert len(out.read_text().splitlines()) == 50
+    np.testing.assert_equal(L.read_scores(out), scores)
