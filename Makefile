@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo demo-v1 test lint bench
 
 $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
@@ -14,6 +14,10 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(PY) -m rqa_jax.demo --workdir demo_out
+
+# RocketQA v1's four steps on the sample (about 20 minutes): demo_out/v1/report.md
+demo-v1: setup
+	$(VENV)/bin/rqa pipeline v1 --config configs/demo_pipeline_v1.py --workdir demo_out/v1
 
 lint: setup
 	$(VENV)/bin/ruff check .

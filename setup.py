@@ -22,6 +22,7 @@ RUNTIME = [
     "scann==1.4.2",
     "numpy==2.4.6",
     "tqdm==4.70.1",
+    "msgpack==1.2.4",  # the lazy training-example stores (rqa_jax/data/store.py)
     "tensorboardX==2.6.5",  # TensorBoard event files without TensorFlow
 ]
 

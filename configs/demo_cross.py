@@ -20,6 +20,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.negative_depth = 20  # hard negatives: the retriever's near misses
     c.train_batch_size = 32
     c.learning_rate = 1e-4  # a fresh head on a bi-encoder checkpoint: 5e-5 learns too slowly here
+    c.warmup_proportion = 0.1  # warm up the fresh head (the released recipe uses none)
     c.weight_decay = 0.01
     c.num_train_steps, c.num_epochs = 320, 0
     c.fgm_epsilon = 0.01

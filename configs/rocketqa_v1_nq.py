@@ -17,12 +17,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.title_form = "rocketqa"  # an untitled passage is [CLS] [SEP] para [SEP], as RocketQA's reader
     c.q_max_len, c.p_max_len = 32, 128  # titles and passages together (DPR's 100-word passages)
     c.data.source = "dpr"  # nq-train.json: first positive + hard negatives
-    c.train_batch_size = 4096  # 512 per GPU x 8
+    # run_nq.sh STEP1: run_dual_encoder_train.sh ... 30 2 -> 2 GPUs x batch_size=512
+    # (model/script/run_dual_encoder_train.sh), all passages shared across both (cross-batch)
+    c.train_batch_size = 1024
     c.num_negatives = 1  # RocketQA on NQ: 1 hard negative per positive
-    c.learning_rate = 3e-5
-    c.warmup_proportion = 0.1
-    c.weight_decay = 0.0
-    c.num_epochs = 30
+    c.learning_rate = 3e-5  # model/script/run_dual_encoder_train.sh: lr=3e-5
+    c.warmup_proportion = 0.1  # same file: --warmup_proportion 0.1
+    c.weight_decay = 0.0  # same file: --weight_decay 0.0
+    c.num_epochs = 30  # run_nq.sh: 30 epochs for every dual-encoder step
+    c.adam_epsilon = 1e-8  # Paddle's Adam default (model/src/optimization.py never sets it)
     c.dtype = "bfloat16"
     if arg == "runlocal":
         c.data.source, c.train_batch_size, c.num_epochs, c.num_train_steps = "sample", 8, 0, 20

@@ -11,7 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rqa_jax.cli_pipeline import add_commands as add_pipeline_commands
+from rqa_jax.cli_pipeline import run_pipeline_command
 from rqa_jax.data.formats import ID_TEXT_FORMATS, FormatError
+from rqa_jax.data.tokenize import PAIR_FORMS, TITLE_FORMS
 from rqa_jax.models.bert import UnsupportedModelError
 from rqa_jax.models.hf import CheckpointMismatchError, ModelDirError
 
@@ -49,8 +52,10 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
                    help="L2-normalise vectors (default: the model dir's choice)")  # fmt: skip
     p.add_argument("--max-length", type=int, default=None,
                    help="max tokens (default: the model dir's, else 32 query / 128 passage)")  # fmt: skip
-    p.add_argument("--title-form", choices=["hf", "rocketqa"], default=None,
-                   help="how a passage without title is encoded")  # fmt: skip
+    p.add_argument("--title-form", choices=TITLE_FORMS, default=None,
+                   help="how titles are encoded: hf | rocketqa ([CLS] [SEP] para [SEP] without "
+                        "title) | rocketqa_literal (titles verbatim, '-' a one-token title, as the "
+                        "original; default: the model dir's, else hf)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
         "--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype"
@@ -66,8 +71,8 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
 def _run_encode(args: argparse.Namespace) -> int:
     import jax
 
-    from rqa_jax.api import load_dual_encoder
     from rqa_jax.index.encode import count_valid_lines, encode_file, encode_sharded
+    from rqa_jax.inference import load_dual_encoder
 
     # Validate the input before spending time loading the model.
     n_rows = count_valid_lines(args.input, args.kind, args.format)
@@ -144,9 +149,9 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from rqa_jax.api import load_dual_encoder
     from rqa_jax.data import formats
     from rqa_jax.index.search import Index
+    from rqa_jax.inference import load_dual_encoder
     from rqa_jax.models.hf import model_fingerprint
 
     queries = list(formats.iter_queries(args.queries))
@@ -189,22 +194,33 @@ def _add_rerank(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-missing", action="store_true",
                    help="drop (and count) run ids missing from --queries/--corpus instead of failing")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=160)
+    p.add_argument("--max-length", type=int, default=None,
+                   help="max pair tokens (default: the model dir's rqa_jax.json, else 160)")  # fmt: skip
+    p.add_argument("--pair-form", choices=PAIR_FORMS, default=None,
+                   help="pair truncation: v1 (query and title+para cut jointly) | v2 (RocketQAv2's "
+                        "training reader: query to 30, title+para to the rest); default: the "
+                        "model dir's, else v1")  # fmt: skip
+    p.add_argument("--title-form", choices=TITLE_FORMS, default=None,
+                   help="how titles are encoded (default: the model dir's, else hf)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_rerank)
 
 
 def _run_rerank(args: argparse.Namespace) -> int:
-    from rqa_jax.api import load_cross_encoder
     from rqa_jax.data import formats
     from rqa_jax.index.rerank import rerank
+    from rqa_jax.inference import load_cross_encoder
 
     run = formats.read_run(args.run)
     queries = {q.id: q.text for q in formats.iter_queries(args.queries)}
+    model = load_cross_encoder(args.model, max_len=args.max_length, batch_size=args.batch_size,
+                               pair_form=args.pair_form, title_form=args.title_form)  # fmt: skip
+    # The original's literal titles: '-' and '' differ there, so the corpus titles go verbatim.
+    raw = model.title_form == "rocketqa_literal"
     corpus = {
-        r.id: (r.title, r.text) for r in formats.iter_collection(args.corpus, allow_title=True)
+        r.id: (r.title, r.text)
+        for r in formats.iter_collection(args.corpus, allow_title=True, raw_titles=raw)
     }
-    model = load_cross_encoder(args.model, max_len=args.max_length, batch_size=args.batch_size)
     start = time.perf_counter()
     out = rerank(
         model, run, queries, corpus, args.top_k, args.skip_missing, progress=not args.no_progress
@@ -271,6 +287,37 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a model released by another toolkit to HF dirs",
+        description="Converts a model directory released by the original RocketQA (PaddlePaddle "
+        "tensors) to HF dirs that rqa encode / rqa rerank / rqa train use as they are.",
+    )
+    sources = p.add_subparsers(dest="source", required=True)
+    r = sources.add_parser(
+        "rocketqa",
+        help="a RocketQA model dir (config.json + ERNIE config + vocab + parameter folder)",
+        description="Reads a RocketQA model directory without Paddle. A dual encoder becomes "
+        "OUT/query_encoder + OUT/passage_encoder (one dir OUT if its towers are shared), a cross "
+        "encoder one sequence-classification dir OUT; the original's input forms are saved in "
+        "OUT's rqa_jax.json.",
+    )
+    r.add_argument("--model", required=True,
+                   help="RocketQA model dir (holding config.json), or its config.json")  # fmt: skip
+    r.add_argument("--output", required=True, help="output dir for the HF model dir(s)")
+    r.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from rqa_jax.models.rocketqa_convert import convert_rocketqa
+
+    result = convert_rocketqa(args.model, args.output)
+    what = "dual encoder" if result["kind"] == "dual" else f"cross encoder ({result['head']} head)"
+    print(f"converted RocketQA {what} -> {', '.join(result['dirs'])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rqa", description="RocketQA in JAX: train, encode, search"
@@ -283,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_rerank(sub)
     _add_evaluate(sub)
+    _add_convert(sub)
+    sub.add_parser("pipeline", help="RocketQA's steps as resumable stages: rqa pipeline v1 "
+                   "--config configs/X.py --workdir DIR", add_help=False)  # fmt: skip
+    add_pipeline_commands(sub)
     return parser
 
 
@@ -370,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         return run_train(argv[1:])
+    if argv and argv[0] == "pipeline":
+        return run_pipeline_command(argv[1:], load_config, apply_override, USER_ERRORS)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -86,3 +86,23 @@ def test_bfloat16_model_stays_close_to_float32(minilm_dir, model):
     e16, e32 = bf16.encode_para(TEXTS), model.encode_para(TEXTS)
     assert np.abs(e16 - e32).max() < 5e-3
     assert (e16 * e32).sum(1).min() > 0.999
+
+
+def test_nothing_inside_the_library_imports_the_face():
+    """api.py is a thin layer over rqa_jax.inference: index/, train/, pipelines/ and the CLI
+    build on the core, so the face can change without touching them."""
+    import re
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "rqa_jax"
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name not in ("api.py", "__init__.py") or path.parent != package
+        if re.search(
+            r"^\s*(from rqa_jax\.api import|from rqa_jax import api|import rqa_jax\.api)",
+            path.read_text(),
+            re.M,
+        )
+    ]
+    assert offenders == []

@@ -161,3 +161,13 @@ def test_module_names_follow_hf():
     params = hf.init_params(BertModel(tiny_config()))
     assert set(params) == {"embeddings", "encoder", "pooler"}
     assert set(params["encoder"]["layer"]["0"]) == {"attention", "intermediate", "output"}
+
+
+def test_ernie_config_without_layer_norm_eps_gets_ernies_1e_5_with_a_warning():
+    from rqa_jax.models.bert import BertConfig
+
+    base = {"model_type": "ernie", "hidden_size": 32, "num_attention_heads": 2, "vocab_size": 50}
+    with pytest.warns(UserWarning, match="without layer_norm_eps: using ERNIE's 1e-5"):
+        assert BertConfig.from_hf_dict(base).layer_norm_eps == 1e-5
+    assert BertConfig.from_hf_dict({**base, "layer_norm_eps": 1e-12}).layer_norm_eps == 1e-12
+    assert BertConfig.from_hf_dict({**base, "model_type": "bert"}).layer_norm_eps == 1e-12

@@ -47,16 +47,16 @@ def _net_and_params(head):
     return net, params
 
 
-def test_fgm_perturbation_is_eps_g_over_norm_g():
+def test_fgm_sum_mode_is_clean_plus_adversarial_gradient():
     net, params = _net_and_params("v1")
     batch = {"pairs": _pairs((4, 10)), "labels": jnp.array([1, 0, 1, 0])}
 
-    def loss_fn(p):
+    def loss_fn(p, deterministic=True):
         return losses.pointwise_cross_entropy(
             net.apply({"params": p}, batch["pairs"]), batch["labels"]
         )
 
-    (_, metrics), grads, delta = fgm_value_and_grad(loss_fn, params, 0.01)
+    (_, metrics), grads, delta = fgm_value_and_grad(loss_fn, params, 0.01, mode="sum")
     g = jax.grad(lambda p: loss_fn(p)[0])(params)["bert"]["embeddings"]["word_embeddings"][
         "embedding"
     ]
@@ -77,6 +77,79 @@ def test_fgm_perturbation_is_eps_g_over_norm_g():
     )
 
 
+WORD = ("bert", "embeddings", "word_embeddings", "embedding")
+
+
+def test_fgm_rocketqa_mode_trains_on_the_perturbed_loss_probed_without_dropout():
+    """RocketQA's cross_encoder.py: probe (dropout off) → g; table += 0.01·g/√(Σg²+1e-8);
+    the trained gradient is the perturbed loss's (dropout on), nothing of the clean one."""
+    net = CrossEncoderNet(
+        tiny_config(hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3), "v1"
+    )
+    _, params = _net_and_params("v1")
+    batch = {"pairs": _pairs((4, 10), seed=3), "labels": jnp.array([1, 0, 1, 0])}
+    rngs = {"dropout": jax.random.PRNGKey(7)}
+
+    def loss(p, deterministic):
+        logits = net.apply({"params": p}, batch["pairs"], deterministic=deterministic, rngs=rngs)
+        return losses.pointwise_cross_entropy(logits, batch["labels"])[0]
+
+    # by hand, step by step
+    g = jax.grad(loss)(params, True)
+    for key in WORD:
+        g = g[key]
+    g = np.asarray(g, np.float64)
+    delta = 0.01 * g / np.sqrt((g**2).sum() + 1e-8)
+    moved = jax.tree.map(lambda x: x, params)
+    moved["bert"]["embeddings"]["word_embeddings"]["embedding"] = params["bert"]["embeddings"][
+        "word_embeddings"
+    ]["embedding"] + delta.astype(np.float32)
+    want_loss, want_grads = jax.value_and_grad(loss)(moved, False)
+    clean_dropout = float(loss(params, False))
+    assert abs(float(want_loss) - clean_dropout) > 1e-6  # the perturbation is felt
+
+    (got_loss, metrics), got_grads, got_delta = fgm_value_and_grad(
+        lambda p, deterministic: (loss(p, deterministic), {}), params, 0.01
+    )
+    np.testing.assert_allclose(got_delta, delta, rtol=1e-5, atol=1e-10)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+    np.testing.assert_allclose(metrics["probe_loss"], loss(params, True), rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8), got_grads, want_grads
+    )
+
+
+def test_cross_step_default_fgm_update_is_the_perturbed_gradient():
+    """Through the step: with plain SGD (lr 1) the update is exactly −(perturbed gradient)."""
+    import optax
+
+    net, params = _net_and_params("v1")
+    batch = {"pairs": _pairs((4, 10), seed=5), "labels": np.array([1, 0, 1, 0], np.int32)}
+    tx = optax.sgd(1.0)
+    step = cross_step_fn(
+        net, tx, optax.constant_schedule(1.0), "pointwise", fgm_epsilon=0.01, dropout=False
+    )
+    st, m = jax.jit(step)(S.create_state(params, tx), batch, jax.random.PRNGKey(0))
+
+    def loss(p, deterministic=True):
+        return losses.pointwise_cross_entropy(
+            net.apply({"params": p}, batch["pairs"]), batch["labels"]
+        )
+
+    _, grads, _ = fgm_value_and_grad(loss, params, 0.01)
+    jax.tree.map(lambda new, old, g: np.testing.assert_allclose(new, old - g, rtol=1e-5, atol=1e-7),
+                 st.params, params, grads)  # fmt: skip
+    assert "probe_loss" in m and "adversarial_loss" not in m
+
+
+def test_unknown_fgm_mode_is_refused():
+    net, _ = _net_and_params("v1")
+    with pytest.raises(ValueError, match="fgm_mode"):
+        cross_step_fn(
+            net, S.make_optimizer(1e-3, 10), S.rocketqa_schedule(1e-3, 10, 0), fgm_mode="both"
+        )
+
+
 @pytest.mark.parametrize("objective,head", [("pointwise", "v1"), ("listwise", "v2")])
 def test_cross_step_on_8_devices_equals_1_device(objective, head):
     net, params = _net_and_params(head)
@@ -90,7 +163,9 @@ def test_cross_step_on_8_devices_equals_1_device(objective, head):
                    for i in range(2)]  # fmt: skip
     results = []
     for mesh in (parallel.make_mesh(devices=jax.devices()[:1]), parallel.make_mesh()):
-        tx = S.make_optimizer(1e-3, 10, 0.0, weight_decay=0.01)
+        # eps 1e-6: a listwise head's bias has a zero true gradient (softmax ignores a shift);
+        # Adam would blow its float32 rounding noise (~1e-9, different per layout) up to ±lr
+        tx = S.make_optimizer(1e-3, 10, 0.0, weight_decay=0.01, eps=1e-6)
         st = jax.device_put(S.create_state(params, tx), parallel.replicated(mesh))
         shardings = jax.tree.map(lambda x: x.sharding, st)
         step = jit_step(cross_step_fn(net, tx, S.rocketqa_schedule(1e-3, 10, 0), objective, fgm_epsilon=0.01,

@@ -243,3 +243,17 @@ def test_run_with_a_repeated_passage_or_nan_score_is_refused(tmp_path):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_run_streamed_one_query_at_a_time(tmp_path):
+    path = _write(
+        tmp_path / "r.run", "q1 Q0 p2 2 1.0 t\nq1 Q0 p1 1 2.0 t\nq1 Q0 p3 3 0.5 t\nq2\tp1\t1\t3.0\n"
+    )
+    assert list(F.iter_run_groups(path)) == [
+        ("q1", [("p1", 2.0), ("p2", 1.0), ("p3", 0.5)]), ("q2", [("p1", 3.0)])]  # fmt: skip
+    assert next(r for _, r in F.iter_run_groups(path, depth=2)) == [("p1", 2.0), ("p2", 1.0)]
+    e = err(tmp_path, "split.run", "q1 Q0 p1 1 2 t\nq2 Q0 p1 1 2 t\nq1 Q0 p2 2 1 t\n",
+            F.iter_run_groups, "query 'q1' appears again after other queries")  # fmt: skip
+    assert e.line_no == 3
+    err(tmp_path, "dup2.run", "q1 Q0 p1 1 2 t\nq1 Q0 p1 2 1 t\n", F.iter_run_groups,
+        "passage 'p1' is listed twice for query 'q1'")  # fmt: skip

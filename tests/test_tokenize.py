@@ -126,3 +126,110 @@ def test_bucketed_batches_cover_every_row_once_with_fitting_buckets():
     assert tokenize.length_buckets(100) == [16, 32, 48, 64, 80, 96, 100]
     assert tokenize.length_buckets(256) == list(range(16, 257, 16))
     assert tokenize.length_buckets(512)[16:] == [288, 320, 352, 384, 416, 448, 480, 512]
+
+
+# ----------------------------------------------------------------------------- RocketQAv2 pairs
+
+
+def test_v2_pair_form_cuts_query_then_title_and_para_separately(tiny_tokenizer):
+    # q_max_len 4: the query keeps 4 - 2 = 2 wordpieces; title + para share 12 - 4 - 3 = 5,
+    # cut from the longer (the para on ties): 3 + 4 -> 3 + 3 -> 3 + 2.
+    args = (["what is a dog"], ["a small dog cat"], ["the big title"])
+    enc = tokenize.encode_pairs(tiny_tokenizer, *args, max_len=12, q_max_len=4, pair_form="v2")
+    assert rows(enc) == (
+        [[2, 5, 6, 3, 10, 13, 11, 7, 14, 3, 0, 0]],
+        [[0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0]],
+        [[1] * 10 + [0, 0]],
+    )
+    # v1 cuts query and title+para jointly to 12 - 3 = 9 instead: 4 + 7 -> 4 + 5.
+    enc = tokenize.encode_pairs(tiny_tokenizer, *args, max_len=12, pair_form="v1")
+    assert enc.input_ids.tolist() == [[2, 5, 6, 7, 8, 3, 10, 13, 11, 7, 14, 3]]
+
+
+def test_v2_pair_form_lengths_at_rocketqa_defaults(tiny_tokenizer):
+    # RocketQAv2's reader (q_max_seq_len 32, p_max_seq_len 128): query 30 wordpieces, title +
+    # para 125 (100 + 100 -> 63 + 62), [CLS] q [SEP] t p [SEP] = 158 tokens of 160.
+    enc = tokenize.encode_pairs(
+        tiny_tokenizer, ["dog " * 40], ["big " * 100], ["cat " * 100], pair_form="v2"
+    )
+    ids = enc.input_ids[0].tolist()
+    assert enc.lengths.tolist() == [158] and enc.input_ids.shape == (1, 160)
+    assert ids[:32] == [2] + [8] * 30 + [3]
+    assert ids[32:158] == [9] * 63 + [13] * 62 + [3]
+    assert enc.token_type_ids[0].tolist() == [0] * 32 + [1] * 126 + [0, 0]
+    # a short query is not padded out: the passage follows its [SEP] directly
+    enc = tokenize.encode_pairs(
+        tiny_tokenizer, ["cat"], ["a dog"], ["-"], 16, q_max_len=8, pair_form="v2"
+    )
+    assert enc.input_ids.tolist() == [[2, 9, 3, 7, 8, 3] + [0] * 10]
+
+
+def test_v2_pair_form_needs_room_for_the_passage(tiny_tokenizer):
+    with pytest.raises(ValueError, match="q_max_len"):
+        tokenize.encode_pairs(tiny_tokenizer, ["cat"], ["dog"], max_len=32, pair_form="v2")
+    with pytest.raises(ValueError, match="pair_form"):
+        tokenize.encode_pairs(tiny_tokenizer, ["cat"], ["dog"], pair_form="v3")
+
+
+# ----------------------------------------------------------------------------- literal titles
+# The tiny vocab has no "-": it is [UNK] (1), one token, where the other forms drop it.
+
+
+@pytest.mark.parametrize("title", ["-", None])
+def test_literal_titles_keep_the_dash_as_a_token(tiny_tokenizer, title):
+    enc = tokenize.encode_passages(
+        tiny_tokenizer, ["a cat"], [title], 8, title_form="rocketqa_literal"
+    )
+    assert rows(enc) == (
+        [[2, 1, 3, 7, 9, 3, 0, 0]],
+        [[0, 0, 0, 1, 1, 1, 0, 0]],
+        [[1] * 6 + [0] * 2],
+    )
+    enc = tokenize.encode_pairs(
+        tiny_tokenizer, ["cat"], ["a dog"], [title], 8, title_form="rocketqa_literal"
+    )
+    assert rows(enc) == ([[2, 9, 3, 1, 7, 8, 3, 0]], [[0, 0, 0, 1, 1, 1, 1, 0]], [[1] * 7 + [0]])
+    enc = tokenize.encode_pairs(
+        tiny_tokenizer, ["cat"], ["a dog"], [title], 8, pair_form="v2", q_max_len=3,
+        title_form="rocketqa_literal",
+    )  # fmt: skip
+    assert enc.input_ids.tolist() == [[2, 9, 3, 1, 7, 3, 0, 0]]  # "-" + "a" in 8 - 3 - 3 = 2
+
+
+def test_literal_empty_title_is_an_empty_first_segment(tiny_tokenizer):
+    enc = tokenize.encode_passages(
+        tiny_tokenizer, ["a cat", "dog"], ["", "the title"], 7, title_form="rocketqa_literal"
+    )
+    assert enc.input_ids.tolist() == [[2, 3, 7, 9, 3, 0, 0], [2, 10, 11, 3, 8, 3, 0]]
+    enc = tokenize.encode_pairs(
+        tiny_tokenizer, ["cat"], ["a dog"], [""], 8, title_form="rocketqa_literal"
+    )
+    assert enc.input_ids.tolist() == [[2, 9, 3, 7, 8, 3, 0, 0]]
+
+
+def test_other_title_forms_still_drop_the_dash_in_pairs(tiny_tokenizer):
+    for form in ("hf", "rocketqa"):
+        enc = tokenize.encode_pairs(tiny_tokenizer, ["cat"], ["a dog"], ["-"], 6, title_form=form)
+        assert enc.input_ids.tolist() == [[2, 9, 3, 7, 8, 3]]
+    with pytest.raises(ValueError, match="title_form"):
+        tokenize.encode_passages(tiny_tokenizer, ["dog"], ["-"], title_form="literal")
+
+
+def test_loader_threads_pair_and_title_forms(tiny_tokenizer):
+    from configs import common
+    from rqa_jax.data.loader import BatchSpec, tokenize_batch
+
+    assert common.get_cross_config().pair_form == "v1"
+    examples = [{"query": "what is a dog", "title": "", "para": "a small dog cat", "label": 1}]
+    spec = BatchSpec("cross", 1, cross_max_len=12, cross_q_max_len=4, pair_form="v2",
+                     title_form="rocketqa_literal")  # fmt: skip
+    got = tokenize_batch(spec, tiny_tokenizer, examples)["pairs"]["input_ids"]
+    # examples write a missing title as '': in the literal form that is RocketQA's "-"
+    assert got.tolist() == [[2, 5, 6, 3, 1, 7, 14, 8, 9, 3, 0, 0]]
+    dual = [{"query": "cat", "positive": {"title": "", "text": "dog"},
+             "negatives": [{"title": "big", "text": "cat"}]}]  # fmt: skip
+    spec = BatchSpec("dual", 1, q_max_len=4, p_max_len=6, title_form="rocketqa_literal")
+    got = tokenize_batch(spec, tiny_tokenizer, dual)["passages"]["input_ids"]
+    assert got.tolist() == [[[2, 1, 3, 8, 3, 0], [2, 13, 3, 9, 3, 0]]]
+    with pytest.raises(ValueError, match="pair_form"):
+        BatchSpec("cross", 1, pair_form="v3")

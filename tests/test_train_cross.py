@@ -43,7 +43,9 @@ def test_pointwise_and_listwise_examples_take_negatives_from_the_run(tmp_path):
     texts = {r.text: r.id for r in formats.iter_collection(paths["collection"])}
     queries = {q.text: q.id for q in formats.iter_queries(paths["queries.train"])}
     examples, _ = builders.cross_data(config, tmp_path)
-    assert len(examples) == 2 * 40 and sum(e["label"] for e in examples) == 40
+    # construct_marco_train_ce.py: each query's positive and 4 negatives from the run
+    k = config.data.cross_negatives_per_query
+    assert len(examples) == (1 + k) * 40 and sum(e["label"] for e in examples) == 40
     for e in examples:
         qid, pid = queries[e["query"]], texts[e["para"]]
         assert (pid in qrels[qid]) == (e["label"] == 1)
@@ -67,7 +69,7 @@ def test_cross_training_evaluates_and_exports(tmp_path):
     assert result["status"] == "completed" and result["step"] == 4
     lines = [json.loads(x) for x in (tmp_path / "work" / "metrics.jsonl").read_text().splitlines()]
     assert {"dev_rerank_mrr@10", "dev_run_mrr@10"} <= set(lines[0]) and lines[0]["step"] == 0
-    assert "adversarial_loss" in lines[1]  # FGM is on
+    assert "probe_loss" in lines[1]  # FGM is on, as RocketQA trains it
     exported = load_cross_encoder(result["metrics"]["export"])
     from rqa_jax.api import CrossEncoder
 

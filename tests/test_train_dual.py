@@ -29,6 +29,41 @@ def test_rocketqa_schedule_by_hand():
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)
 
 
+def test_no_warmup_means_a_constant_rate_as_released_optimization_py():
+    sched = S.rocketqa_schedule(1e-5, total_steps=10, warmup_steps=0)
+    np.testing.assert_allclose([float(sched(jnp.array(t))) for t in (0, 5, 9, 10)], [1e-5] * 4)
+    tx = S.make_optimizer(1e-5, total_steps=10, warmup_proportion=0.0)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    for _ in range(9):  # the last step of the run moves the weights as much as the first
+        updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+    np.testing.assert_allclose(updates["w"], -1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rule_set", list(parallel.RULE_SETS))
+def test_optimizer_state_is_sharded_like_the_parameters(rule_set):
+    from flax import traverse_util
+
+    rules = parallel.RULE_SETS[rule_set]
+    mesh = parallel.make_mesh(model=2)
+    net = DualEncoderNet(tiny_config(), pooling="cls")
+    b = _batch(2, 1)
+    flat = {k: v.reshape(-1, v.shape[-1]) for k, v in b["passages"].items()}
+    shardings = parallel.param_shardings(hf.abstract_params(net, b["query"], flat), mesh, rules)
+    params = parallel.sharded_init(
+        lambda: net.init(jax.random.PRNGKey(0), b["query"], flat)["params"], shardings
+    )
+    state = S.init_state(params, S.make_optimizer(1e-3, 10, weight_decay=0.01))
+    want = traverse_util.flatten_dict(jax.tree.map(lambda x: x.sharding.spec, params))
+    adam = state.opt_state[1][0]  # clip → (adam moments, decay mask, schedule)
+    for moments in (adam.mu, adam.nu):
+        assert traverse_util.flatten_dict(jax.tree.map(lambda x: x.sharding.spec, moments)) == want
+        for path, x in traverse_util.flatten_dict(moments).items():  # memory really split
+            assert x.addressable_shards[0].data.shape == x.sharding.shard_shape(x.shape), path
+    assert any(s != PartitionSpec() for s in want.values()) == (rule_set == "model_parallel")
+    assert adam.count.sharding.spec == PartitionSpec()
+
+
 def test_weight_decay_is_decoupled_and_skips_layernorm_and_bias():
     params = {
         "dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
@@ -74,8 +109,10 @@ def _run_steps(mesh, rules, n_steps=2, tie=False):
     params = parallel.sharded_init(
         lambda: net.init(jax.random.PRNGKey(0), batch["query"], flat)["params"], shardings
     )
-    tx = S.make_optimizer(1e-3, total_steps=10, warmup_proportion=0.0)
-    state = jax.jit(lambda p: S.create_state(p, tx))(params)
+    # eps 1e-6 (not Paddle's 1e-8): Adam turns rounding-noise gradients into ±eps-scaled
+    # steps whose sign depends on the layout; a larger eps keeps those below the tolerance
+    tx = S.make_optimizer(1e-3, total_steps=10, warmup_proportion=0.0, eps=1e-6)
+    state = S.init_state(params, tx)
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
     sched = S.rocketqa_schedule(1e-3, 10, 0)
     step = jit_step(dual_step_fn(net, tx, mesh, sched, dropout=False), state_shardings, mesh)
@@ -191,6 +228,24 @@ def test_checkpoints_of_another_model_are_refused_not_discarded(minilm_dir, tmp_
     with pytest.raises(ValueError, match=r"another model .*tie_towers=False"):
         train(config, tmp_path)
     assert (tmp_path / "checkpoints" / "2").is_dir()
+
+
+def test_a_parameter_tree_change_is_refused_even_without_a_known_key(
+    minilm_dir, tmp_path, monkeypatch
+):
+    """A tree that no longer fits is another model, never a corrupted checkpoint to set aside."""
+    from rqa_jax.train import loop
+
+    config = tiny_run_config(minilm_dir, steps=2)
+    train(config, tmp_path)
+    monkeypatch.setattr(loop, "SHAPE_KEYS", ())  # as if the changing key were not listed
+    config.tie_towers = True
+    with pytest.raises(
+        ValueError, match=r"another model's parameters \(it has no parameter \['encoder'\]"
+    ):
+        train(config, tmp_path)
+    assert (tmp_path / "checkpoints" / "2").is_dir()
+    assert not (tmp_path / "corrupted_checkpoints").exists()
 
 
 def test_rqa_train_cli_overrides_and_bad_keys(minilm_dir, tmp_path, capsys):

@@ -220,9 +220,12 @@ def iter_id_text(
     allow_title: bool = True,
     fmt: str = "id_text_title",
     start: tuple[int, int] = (0, 1),
+    raw_titles: bool = False,
 ) -> Iterator[TextRecord]:
     """Streams ``id \\t text [\\t title]`` (or ``id \\t title \\t text``) rows, validating each;
-    ``start``: (byte offset, line number) to begin at, from :func:`line_offsets`."""
+    ``start``: (byte offset, line number) to begin at, from :func:`line_offsets`.
+    ``raw_titles``: keep the title column verbatim (``-`` and ``''`` stay as they are, as
+    RocketQA's readers see them; None only where there is no title column)."""
     if fmt not in ID_TEXT_FORMATS:
         raise ValueError(f"format must be one of {ID_TEXT_FORMATS}, got {fmt!r}")
     if not allow_title:
@@ -246,13 +249,17 @@ def iter_id_text(
             raise FormatError(path, line_no, "empty id")
         if not text.strip():
             raise FormatError(path, line_no, f"empty text for id {rec_id!r}")
-        yield TextRecord(rec_id, text, title_or_none(title))
+        yield TextRecord(rec_id, text, title if raw_titles else title_or_none(title))
 
 
-def iter_collection(path: str | Path, allow_title: bool = False) -> Iterator[TextRecord]:
-    """MS MARCO ``collection.tsv``; a pid that occurs twice is an error naming both lines."""
+def iter_collection(
+    path: str | Path, allow_title: bool = False, raw_titles: bool = False
+) -> Iterator[TextRecord]:
+    """MS MARCO ``collection.tsv``; a pid that occurs twice is an error naming both lines.
+    ``raw_titles`` as in :func:`iter_id_text`."""
     seen: dict[str, int] = {}
-    for line_no, rec in enumerate(iter_id_text(path, allow_title=allow_title), start=1):
+    records = iter_id_text(path, allow_title=allow_title, raw_titles=raw_titles)
+    for line_no, rec in enumerate(records, start=1):
         if rec.id in seen:
             raise FormatError(
                 path, line_no, f"duplicate pid {rec.id!r} (first on line {seen[rec.id]})"
@@ -283,11 +290,14 @@ def write_id_text(
     _write_lines(path, (line(r) for r in records))
 
 
-def read_titles(path: str | Path) -> dict[str, str | None]:
-    """MS MARCO-style titles file ``pid \\t title``."""
+def read_titles(path: str | Path, keep: Collection[str] | None = None) -> dict[str, str | None]:
+    """MS MARCO-style titles file ``pid \\t title``; with ``keep``, only those pids' titles
+    (a corpus-sized file, read for a few passages)."""
     titles: dict[str, str | None] = {}
     for line_no, (pid, title) in _tsv(path, 2, "pid, title"):
-        titles[_nonempty(path, line_no, pid.strip(), "pid")] = title_or_none(title)
+        pid = _nonempty(path, line_no, pid.strip(), "pid")
+        if keep is None or pid in keep:
+            titles[pid] = title_or_none(title)
     return titles
 
 
@@ -668,6 +678,55 @@ def read_run(path: str | Path) -> Run:
         q: [(pid, s) for _, pid, s in sorted(rows, key=lambda r: r[0])]
         for q, rows in ranked.items()
     }
+
+
+def iter_run_groups(
+    path: str | Path, depth: int | None = None
+) -> Iterator[tuple[str, list[tuple[str, float]]]]:
+    """A run streamed one query at a time, for runs too large to hold (MS MARCO train
+    top-1000: 500M lines): (qid, [(pid, score)] sorted by rank, the first ``depth``).
+    Each query's lines must be contiguous, as searches write them; a query met again after
+    another, a passage listed twice for a query and a NaN score are errors naming the line."""
+    done: set[str] = set()
+    qid_now, rows, pids = "", [], {}
+
+    def finish() -> tuple[str, list[tuple[str, float]]]:
+        ranked = [(pid, s) for _, pid, s in sorted(rows, key=lambda r: r[0])]
+        return qid_now, ranked[:depth] if depth is not None else ranked
+
+    for line_no, line in _lines(path):
+        cols = line.split()
+        if len(cols) == 6:
+            qid, _, pid, rank, score, _ = cols
+        elif len(cols) == 4:
+            qid, pid, rank, score = cols
+        else:
+            raise FormatError(
+                path, line_no, f"expected a TREC run line 'qid Q0 pid rank score tag' or "
+                f"'qid<TAB>pid<TAB>rank<TAB>score', found {len(cols)} columns"
+            )  # fmt: skip
+        try:
+            score_f = float(score)
+        except ValueError:
+            raise FormatError(path, line_no, f"score must be a number, found {score!r}") from None
+        if math.isnan(score_f):
+            raise FormatError(path, line_no, f"score of passage {pid!r} is NaN")
+        if qid != qid_now:
+            if rows:
+                yield finish()
+                done.add(qid_now)
+            if qid in done:
+                raise FormatError(path, line_no, f"query {qid!r} appears again after other "
+                                  "queries: a streamed run needs each query's lines together "
+                                  "(sort the run by query)")  # fmt: skip
+            qid_now, rows, pids = qid, [], {}
+        if pid in pids:
+            raise FormatError(path, line_no, f"passage {pid!r} is listed twice for query {qid!r} "
+                              f"(first on line {pids[pid]})")  # fmt: skip
+        pids[pid] = line_no
+        rows.append((_int(path, line_no, rank, "rank"), pid, score_f))
+    if rows:
+        yield finish()
 
 
 def write_run(path: str | Path, run: Run, fmt: str = "trec", tag: str = "rqa_jax") -> None:

@@ -1,8 +1,10 @@
 """grain input pipelines: examples → tokenized, fixed-shape batches for the three step kinds.
 
-Examples are the plain dicts of :mod:`rqa_jax.data.examples`, straight from the raw files
-(small data) or from a TFDS split (:func:`rqa_jax.data.tfds_builders.data_source`); cross
-groups use the joint form.
+Examples are the plain dicts of :mod:`rqa_jax.data.examples`, from any random-access
+source: a list (small data), a lazy store-backed source (:class:`rqa_jax.data.examples.Source`
+over :mod:`rqa_jax.data.store`) or a TFDS split (:func:`rqa_jax.data.tfds_builders.data_source`);
+a batch's rows are read in one batched read, and a source with ``read(rows, epoch)`` draws
+epoch-dependent parts (sampled negatives) for the epoch. Cross groups use the joint form.
 
 Batches (numpy, int32; one process's rows of the global batch):
 
@@ -14,6 +16,9 @@ each token group a dict of ``input_ids`` / ``token_type_ids`` / ``attention_mask
 
 Multi-host: process p of n reads records p, p+n, p+2n, … (``process_index`` /
 ``process_count``, default JAX's), shuffled per epoch with the same seed everywhere.
+Epochs: every process takes ``steps_per_epoch`` batches of its epoch's permutation and drops
+the remainder of each epoch on its own, so a batch never mixes two epochs (an example twice
+in one global batch would be its own false negative under cross-batch negatives).
 Tokenization runs in reader threads ahead of the consumer (``prefetch``). The iterator's
 state (:meth:`Loader.get_state`) is a small dict saved with the checkpoint: restoring it
 continues with the next unseen batch.
@@ -50,11 +55,20 @@ class BatchSpec:
     num_negatives: int = 1  # dual: hard negatives per query
     list_size: int = 0  # joint (required) / cross (0 = pointwise pairs)
     cross_q_max_len: int | None = None  # RocketQAv2 cuts the query to 32 in pairs
+    pair_form: str = "v1"  # "v2": RocketQAv2's pair truncation (see rqa_jax.data.tokenize)
     title_form: str = "hf"
 
     def __post_init__(self) -> None:
         if self.kind not in STEP_KINDS:
             raise ValueError(f"kind must be one of {STEP_KINDS}, got {self.kind!r}")
+        if self.pair_form not in tokenize.PAIR_FORMS:
+            raise ValueError(
+                f"pair_form must be one of {tokenize.PAIR_FORMS}, got {self.pair_form!r}"
+            )
+        if self.title_form not in tokenize.TITLE_FORMS:
+            raise ValueError(
+                f"title_form must be one of {tokenize.TITLE_FORMS}, got {self.title_form!r}"
+            )
         if self.kind == "joint" and self.list_size < 2:
             raise ValueError("joint batches need list_size >= 2")
         if self.batch_size < 1:
@@ -67,6 +81,21 @@ def _group(enc: tokenize.Encoded, shape: tuple[int, ...]) -> dict[str, np.ndarra
 
 def _flat(enc: tokenize.Encoded) -> dict[str, np.ndarray]:
     return enc.as_dict()
+
+
+def _titles(spec: BatchSpec, titles: list[str | None]) -> list[str | None]:
+    """Examples write a missing title as '' (:mod:`rqa_jax.data.examples`); in the
+    ``rocketqa_literal`` form a missing title is RocketQA's ``-``, so '' becomes None."""
+    if spec.title_form == "rocketqa_literal":
+        return [t or None for t in titles]
+    return titles
+
+
+def _pairs(spec: BatchSpec, tokenizer: Any, queries, paras, titles) -> tokenize.Encoded:
+    return tokenize.encode_pairs(
+        tokenizer, queries, paras, _titles(spec, titles), spec.cross_max_len,
+        spec.cross_q_max_len, spec.pair_form, spec.title_form,
+    )  # fmt: skip
 
 
 def _lists(
@@ -104,34 +133,45 @@ def tokenize_batch(
                 texts.append(p["text"])
                 titles.append(p["title"])
         q = tokenize.encode_queries(tokenizer, [ex["query"] for ex in examples], spec.q_max_len)
-        p = tokenize.encode_passages(tokenizer, texts, titles, spec.p_max_len, spec.title_form)
+        p = tokenize.encode_passages(
+            tokenizer, texts, _titles(spec, titles), spec.p_max_len, spec.title_form
+        )
         return {"query": _flat(q), "passages": _group(p, (b, 1 + k))}
     if spec.kind == "cross" and spec.list_size == 0:
-        pairs = tokenize.encode_pairs(
-            tokenizer, [ex["query"] for ex in examples], [ex["para"] for ex in examples],
-            [ex["title"] for ex in examples], spec.cross_max_len, spec.cross_q_max_len,
-        )  # fmt: skip
+        pairs = _pairs(spec, tokenizer, [ex["query"] for ex in examples],
+                       [ex["para"] for ex in examples], [ex["title"] for ex in examples])  # fmt: skip
         return {
             "pairs": _flat(pairs),
             "labels": np.array([ex["label"] for ex in examples], np.int32),
         }
     m = spec.list_size
     queries, titles, paras = _lists(spec, examples)
-    pairs = tokenize.encode_pairs(
-        tokenizer, queries, paras, titles, spec.cross_max_len, spec.cross_q_max_len
-    )
+    pairs = _pairs(spec, tokenizer, queries, paras, titles)
     batch: dict[str, Any] = {
         "pairs": _group(pairs, (b, m)),
         "labels": np.array([ex["labels"] for ex in examples], np.int32),
     }
     if spec.kind == "joint":
         q = tokenize.encode_queries(tokenizer, [ex["query"] for ex in examples], spec.q_max_len)
-        p = tokenize.encode_passages(tokenizer, paras, titles, spec.p_max_len, spec.title_form)
+        p = tokenize.encode_passages(
+            tokenizer, paras, _titles(spec, titles), spec.p_max_len, spec.title_form
+        )
         batch.update(query=_flat(q), passages=_group(p, (b, m)))
     return batch
 
 
 # ----------------------------------------------------------------------------- the loader
+
+
+def _reader(source: Any) -> Callable[[list[int], int], list[dict[str, Any]]]:
+    """``read(rows, epoch)``: the source's own (epoch-dependent sources, e.g. sampled
+    negatives), else one batched ``__getitems__`` read, else one row at a time."""
+    if callable(getattr(source, "read", None)):
+        return source.read
+    batched = getattr(source, "__getitems__", None)
+    if batched is not None:
+        return lambda rows, epoch: list(batched(rows))
+    return lambda rows, epoch: [source[r] for r in rows]
 
 
 class Loader:
@@ -159,20 +199,30 @@ class Loader:
             raise ValueError(
                 f"global batch {spec.batch_size} does not split over {self.process_count} processes"
             )
-        self.local_batch_size = spec.batch_size // self.process_count
-        if len(source) < spec.batch_size:
-            raise ValueError(
-                f"{len(source)} examples cannot fill one global batch of {spec.batch_size}"
-            )
-        ds = grain.MapDataset.source(source)[self.process_index :: self.process_count]
-        if shuffle:
-            ds = ds.shuffle(seed=seed)  # reshuffled every epoch (seed combined with the epoch)
-        ds = ds.repeat(num_epochs)
+        self.local_batch_size = bs = spec.batch_size // self.process_count
+        n = len(source)
+        if n < spec.batch_size:
+            raise ValueError(f"{n} examples cannot fill one global batch of {spec.batch_size}")
+        # Every process takes the same number of steps per epoch (shards differ by <= 1 row);
+        # each epoch drops its own remainder, so no batch holds two epochs' examples (an
+        # example twice in a global batch would be a false negative for itself).
+        self.steps_per_epoch = steps = (n // self.process_count) // bs
+        shard = len(range(self.process_index, n, self.process_count))
+        order = grain.MapDataset.range(shard)
+        if shuffle:  # a lazy permutation (O(1) memory), reseeded every epoch (seed + epoch)
+            order = order.shuffle(seed=seed)
         if collate is None:  # tokenization, in grain's reader threads
             collate = functools.partial(tokenize_batch, spec, tokenizer)
-        ds = ds.batch(self.local_batch_size, drop_remainder=True, batch_fn=collate)
-        # Every process takes the same number of steps per epoch (shards differ by <= 1 row).
-        self.steps_per_epoch = (len(source) // self.process_count) // self.local_batch_size
+        read = _reader(source)
+        pi, pc = self.process_index, self.process_count
+
+        def make_batch(step: int, _: Any) -> Any:
+            epoch, j = divmod(step, steps)
+            start = epoch * shard + j * bs  # order[epoch * shard + i]: epoch's permutation
+            rows = [pi + pc * order[start + t] for t in range(bs)]
+            return collate(read(rows, epoch))
+
+        ds = grain.MapDataset.range(steps).repeat(num_epochs).map_with_index(make_batch)
         options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
         self._iter = iter(ds.to_iter_dataset(options))
 

@@ -135,15 +135,41 @@ def _name(rng: random.Random, used: set[str]) -> str:
             return name
 
 
+# Restatements of a passage: relevant to the same questions, worded as another source would.
+RESTATEMENTS = [
+    "From the {e} records: {text}",
+    "A visitor's guide to {e} notes it plainly. {text}",
+    "Local archives agree on this point about {e}. {text}",
+    "{text} So say the people of {e}.",
+]
+
+
 def generate(
     out_dir: str | Path,
     entities_per_type: int = 120,
     train_queries: int = 600,
     dev_queries: int = 200,
     seed: int = 0,
+    *,
+    false_negative_share: float = 0.0,
+    max_restatements: int = 2,
+    unlabeled_questions: int = 0,
 ) -> dict[str, Path]:
     """Writes collection.tsv, titles.tsv, queries.{train,dev}.tsv and qrels.{train,dev}.tsv;
-    returns their paths by short name. Same arguments, same files, byte for byte."""
+    returns their paths by short name. Same arguments, same files, byte for byte.
+
+    RocketQA's method needs what MS MARCO has and the default sample lacks:
+
+    * ``false_negative_share`` > 0: that share of the answer passages get 1 to
+      ``max_restatements`` restatements
+      (other passages stating the same fact). Train qrels keep listing only the original, as
+      MS MARCO's sparse labels do, so the restatements are *false negatives* for those train
+      queries, recorded in ``false_negatives.train.tsv`` (qrels form; only the denoiser's
+      evaluation reads it); dev qrels list every relevant passage.
+    * ``unlabeled_questions`` > 0: ``queries.unlabeled.tsv``, questions about train-side
+      entities that are neither train nor dev queries, whose answers are in the corpus
+      (``qrels.unlabeled.hidden.tsv``, for judging pseudo labels only).
+    """
     rng = random.Random(seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +196,29 @@ def generate(
                 questions.append((entity, rng.choice(q_templates).format(e=name), pid))
             entity += 1
     rng.shuffle(passages)  # pids stay; order in the file is mixed
+    # the options draw from their own generator: without them the files stay byte-identical
+    extra_rng = random.Random(f"{seed}:rocketqa")
+    copies: dict[str, list[str]] = {}  # answer pid -> its restatements' pids
+    if false_negative_share > 0:
+        originals = {p.id: p for p in passages}
+        # Half the passages take a restatement's wording too, so no wording marks a passage
+        # as labelled or not: a false negative is as relevant-looking as its positive.
+        by_id = {
+            p.id: formats.TextRecord(p.id, extra_rng.choice(RESTATEMENTS).format(e=p.title, text=p.text), p.title)
+            if extra_rng.random() < 0.5 else p
+            for p in passages
+        }  # fmt: skip
+        for _, _, pid in questions:
+            if extra_rng.random() >= false_negative_share:
+                continue
+            source = originals[pid]
+            for template in extra_rng.sample(RESTATEMENTS, extra_rng.randint(1, max_restatements)):
+                new_id = str(len(by_id))
+                text = template.format(e=source.title, text=source.text)
+                by_id[new_id] = formats.TextRecord(new_id, text, source.title)
+                copies.setdefault(pid, []).append(new_id)
+        passages = list(by_id.values())
+        extra_rng.shuffle(passages)
     entities = list(range(entity))
     rng.shuffle(entities)
     dev_entities = set(entities[: len(entities) // 4])
@@ -183,18 +232,40 @@ def generate(
     }
     formats.write_id_text(paths["collection"], passages)
     formats.write_titles(paths["titles"], {p.id: p.title for p in passages})
+    chosen_train: list[tuple[int, str, str]] = []
     for split, wanted in (("train", train_queries), ("dev", dev_queries)):
         pool = pools[split]
         if wanted > len(pool):
             raise ValueError(f"{wanted} {split} queries asked, only {len(pool)} possible")
         chosen = rng.sample(pool, wanted)
+        chosen_train = chosen if split == "train" else chosen_train
         prefix = "t" if split == "train" else "d"
         queries = [formats.TextRecord(f"{prefix}{i}", q) for i, (_, q, _) in enumerate(chosen)]
         qrels = {f"{prefix}{i}": {pid: 1} for i, (_, _, pid) in enumerate(chosen)}
+        if split == "dev":  # dev judges every relevant passage
+            qrels = {q: {pid: 1 for p in docs for pid in (p, *copies.get(p, []))} for q, docs in qrels.items()}  # fmt: skip
         paths[f"queries.{split}"] = out / f"queries.{split}.tsv"
         paths[f"qrels.{split}"] = out / f"qrels.{split}.tsv"
         formats.write_id_text(paths[f"queries.{split}"], queries)
         formats.write_qrels(paths[f"qrels.{split}"], qrels)
+    if false_negative_share > 0:
+        planted = {f"t{i}": dict.fromkeys(copies[pid], 1) for i, (_, _, pid) in enumerate(chosen_train)
+                   if pid in copies}  # fmt: skip
+        paths["false_negatives.train"] = out / "false_negatives.train.tsv"
+        formats.write_qrels(paths["false_negatives.train"], planted)
+    if unlabeled_questions > 0:
+        taken = {q for _, q, _ in chosen_train}
+        rest = [x for x in pools["train"] if x[1] not in taken]
+        if unlabeled_questions > len(rest):
+            raise ValueError(
+                f"{unlabeled_questions} unlabeled questions asked, only {len(rest)} possible"
+            )
+        picked = extra_rng.sample(rest, unlabeled_questions)
+        paths["queries.unlabeled"] = out / "queries.unlabeled.tsv"
+        paths["qrels.unlabeled.hidden"] = out / "qrels.unlabeled.hidden.tsv"
+        formats.write_id_text(paths["queries.unlabeled"], [formats.TextRecord(f"u{i}", q) for i, (_, q, _) in enumerate(picked)])  # fmt: skip
+        formats.write_qrels(paths["qrels.unlabeled.hidden"],
+                            {f"u{i}": {pid: 1 for pid in (p, *copies.get(p, []))} for i, (_, _, p) in enumerate(picked)})  # fmt: skip
     return paths
 
 
@@ -207,10 +278,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-queries", type=int, default=600)
     parser.add_argument("--dev-queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--false-negative-share", type=float, default=0.0,
+                        help="share of answers restated in unlabeled passages (default 0)")  # fmt: skip
+    parser.add_argument("--max-restatements", type=int, default=2,
+                        help="restatements per chosen answer, at most (default 2)")  # fmt: skip
+    parser.add_argument("--unlabeled-questions", type=int, default=0,
+                        help="questions without qrels, for augmentation (default 0)")  # fmt: skip
     args = parser.parse_args(argv)
-    paths = generate(
-        args.out_dir, args.entities_per_type, args.train_queries, args.dev_queries, args.seed
-    )
+    paths = generate(args.out_dir, args.entities_per_type, args.train_queries, args.dev_queries, args.seed,
+                     false_negative_share=args.false_negative_share, max_restatements=args.max_restatements,
+                     unlabeled_questions=args.unlabeled_questions)  # fmt: skip
     for name, path in paths.items():
         print(f"{name:>14}: {path}")
 

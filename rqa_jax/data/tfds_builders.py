@@ -319,7 +319,16 @@ class DecodedSource:
         return len(self._source)
 
     def __getitem__(self, index: int) -> Any:
-        record = _decode(self._source[index])
+        return self._select(self._source[index])
+
+    def __getitems__(self, indices: Any) -> list[Any]:
+        """One batched read (array_record reads batches much faster than single records)."""
+        batched = getattr(self._source, "__getitems__", None)
+        records = batched(list(indices)) if batched else [self._source[i] for i in indices]
+        return [self._select(r) for r in records]
+
+    def _select(self, raw: Any) -> Any:
+        record = _decode(raw)
         return record[self._field] if self._field else record
 
 

@@ -2,12 +2,29 @@
 
 * query:   ``[CLS] q [SEP]``, segment 0, truncated to ``q_max_len``.
 * passage: ``[CLS] title [SEP] para [SEP]`` (segment 0 up to the first [SEP], 1 after), title
-  and para truncated together, tokens removed from the longer one. Without a title (``-``,
-  empty or None) a passage encodes as a single text ``[CLS] para [SEP]`` as HF tokenizers do,
-  or, with ``title_form="rocketqa"``, as RocketQA's empty-title pair ``[CLS] [SEP] para [SEP]``.
-* pair (cross encoder): ``[CLS] q [SEP] title para [SEP]`` (title and para joined by a space),
-  segment 0 for the query part, 1 for the rest; with ``q_max_len`` the query is first cut to
-  that many tokens (RocketQAv2).
+  and para truncated together, tokens removed from the longer one.
+* pair (cross encoder): ``[CLS] q [SEP] title para [SEP]`` (no [SEP] between title and para),
+  segment 0 up to and including the first [SEP], 1 after. Two truncations (``pair_form``):
+
+  - ``"v1"`` (RocketQA's cross-encoder readers, and the ``rocketqa`` package's ``matching`` for
+    v1 *and* v2 models): the query and title+para are cut jointly to ``max_len - 3`` wordpieces,
+    from the longer side; with ``q_max_len`` the query is first cut to that many wordpieces.
+  - ``"v2"`` (RocketQAv2's joint-training / re-ranking reader, ``task_reader_shuffle.py``): the
+    query is cut to ``q_max_len - 2`` wordpieces (``q_max_len`` default 32, so 30), title and
+    para jointly to ``max_len - q_max_len - 3`` (125 for 160), then joined: at most
+    ``max_len - 2`` tokens.
+
+Titles (``title_form``):
+
+* ``"hf"``: a title ``-``, empty or None means none; an untitled passage is the single text
+  ``[CLS] para [SEP]`` as HF tokenizers encode it; an untitled pair is ``[CLS] q [SEP] para [SEP]``.
+* ``"rocketqa"``: same "no title" rule, but an untitled passage is RocketQA's empty-title pair
+  ``[CLS] [SEP] para [SEP]``.
+* ``"rocketqa_literal"``: titles exactly as the original's readers see them: the title text is
+  tokenized verbatim, so ``-`` (what RocketQA's files write for a missing title) is the
+  one-token title ``-`` and ``""`` gives ``[CLS] [SEP] para [SEP]``; a title that is not given
+  at all (None: no title column, or a reader that mapped ``-`` to None) is written ``-``, as
+  RocketQA's files do. Use it for models converted from the original (``rqa convert rocketqa``).
 
 Padding is on the right with the tokenizer's pad id, attention mask 1/0.
 """
@@ -22,6 +39,9 @@ from typing import Any
 import numpy as np
 
 NO_TITLE = ("", "-")
+TITLE_FORMS = ("hf", "rocketqa", "rocketqa_literal")
+PAIR_FORMS = ("v1", "v2")
+MISSING_TITLE = "-"  # how RocketQA's files write a passage without title
 
 
 class EmptyTextError(ValueError):
@@ -59,6 +79,27 @@ class Encoded:
 
 def is_no_title(title: str | None) -> bool:
     return title is None or title.strip() in NO_TITLE
+
+
+def _check_title_form(title_form: str) -> None:
+    if title_form not in TITLE_FORMS:
+        raise ValueError(f"title_form must be one of {TITLE_FORMS}, got {title_form!r}")
+
+
+def _titles(titles: Sequence[str | None] | None, n: int) -> Sequence[str | None]:
+    if titles is None:
+        return [None] * n
+    if isinstance(titles, str) or len(titles) != n:
+        raise ValueError(f"titles must be a list as long as paras ({n})")
+    return titles
+
+
+def title_texts(titles: Sequence[str | None], title_form: str) -> list[str]:
+    """The text each title is tokenized as: '' for "no title" (hf / rocketqa), the verbatim
+    title with a missing one written ``-`` (rocketqa_literal)."""
+    if title_form == "rocketqa_literal":
+        return [MISSING_TITLE if t is None else t for t in titles]
+    return ["" if is_no_title(t) else t for t in titles]
 
 
 def check_texts(texts: Sequence[str], what: str) -> None:
@@ -147,20 +188,14 @@ def encode_passages(
     max_len: int = 128,
     title_form: str = "hf",
 ) -> Encoded:
-    """Passages with optional titles; see the module docstring for the two no-title forms."""
+    """Passages with optional titles; see the module docstring for the title forms."""
     check_texts(paras, "paras")
-    if title_form not in ("hf", "rocketqa"):
-        raise ValueError(f"title_form must be 'hf' or 'rocketqa', got {title_form!r}")
-    if titles is None:
-        titles = [None] * len(paras)
-    if isinstance(titles, str) or len(titles) != len(paras):
-        raise ValueError(f"titles must be a list as long as paras ({len(paras)})")
+    _check_title_form(title_form)
+    titles = _titles(titles, len(paras))
     para_ids = _token_ids(tokenizer, list(paras), max_len)
+    title_ids = _token_ids(tokenizer, title_texts(titles, title_form), max_len)
     no_title = [is_no_title(t) for t in titles]
-    title_ids = _token_ids(
-        tokenizer, ["" if nt else t for t, nt in zip(titles, no_title, strict=True)], max_len
-    )
-    if title_form == "rocketqa" or not any(no_title):
+    if title_form in ("rocketqa", "rocketqa_literal") or not any(no_title):
         return _assemble(tokenizer, title_ids, para_ids, max_len)
     pair_rows = [i for i, nt in enumerate(no_title) if not nt]
     single_rows = [i for i, nt in enumerate(no_title) if nt]
@@ -185,19 +220,54 @@ def encode_pairs(
     titles: Sequence[str | None] | None = None,
     max_len: int = 160,
     q_max_len: int | None = None,
+    pair_form: str = "v1",
+    title_form: str = "hf",
 ) -> Encoded:
-    """Cross-encoder pairs ``[CLS] q [SEP] title para [SEP]``."""
+    """Cross-encoder pairs ``[CLS] q [SEP] title para [SEP]``; see the module docstring for
+    ``pair_form`` ("v1" | "v2") and ``title_form``."""
     check_texts(queries, "queries")
     check_texts(paras, "paras")
+    _check_title_form(title_form)
+    if pair_form not in PAIR_FORMS:
+        raise ValueError(f"pair_form must be one of {PAIR_FORMS}, got {pair_form!r}")
     if len(queries) != len(paras):
         raise ValueError(f"{len(queries)} queries but {len(paras)} paras: pairs must align")
-    if titles is None:
-        titles = [None] * len(paras)
-    second = [p if is_no_title(t) else f"{t} {p}" for t, p in zip(titles, paras, strict=True)]
+    title_text = title_texts(_titles(titles, len(paras)), title_form)
+    if pair_form == "v2":
+        return _assemble_v2(tokenizer, queries, title_text, paras, max_len, q_max_len)
+    second = [f"{t} {p}" if t.strip() else p for t, p in zip(title_text, paras, strict=True)]
     q_ids = _token_ids(tokenizer, list(queries), max_len)
     if q_max_len is not None:
         q_ids = [q[:q_max_len] for q in q_ids]
     return _assemble(tokenizer, q_ids, _token_ids(tokenizer, second, max_len), max_len)
+
+
+def _assemble_v2(
+    tokenizer: Any,
+    queries: Sequence[str],
+    titles: list[str],
+    paras: Sequence[str],
+    max_len: int,
+    q_max_len: int | None,
+) -> Encoded:
+    """RocketQAv2's pairs: query cut to ``q_max_len - 2``, title + para jointly to
+    ``max_len - q_max_len - 3`` (pop from the longer, the para on ties), then joined."""
+    q_max_len = 32 if q_max_len is None else q_max_len
+    p_budget = max_len - q_max_len - 3
+    if q_max_len < 3 or p_budget < 1:
+        raise ValueError(
+            f"pair_form 'v2' needs 3 <= q_max_len and q_max_len + 4 <= max_len, got "
+            f"q_max_len {q_max_len}, max_len {max_len}"
+        )
+    q_ids = [q[: q_max_len - 2] for q in _token_ids(tokenizer, list(queries), q_max_len)]
+    t_ids = _token_ids(tokenizer, titles, p_budget)
+    p_ids = _token_ids(tokenizer, list(paras), p_budget)
+    second = []
+    for t, p in zip(t_ids, p_ids, strict=True):
+        lt, lp = truncated_pair_lengths(len(t), len(p), p_budget)
+        second.append([*t[:lt], *p[:lp]])
+    # Both sides already fit: the joint budget of _assemble (max_len - 3) cuts nothing more.
+    return _assemble(tokenizer, q_ids, second, max_len)
 
 
 def length_buckets(max_len: int, smallest: int = 16) -> list[int]:

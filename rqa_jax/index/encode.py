@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rqa_jax.api import DualEncoder
 from rqa_jax.data.formats import TextRecord, iter_id_text, line_offsets
+from rqa_jax.inference import DualEncoder
 
 KINDS = ("query", "passage")
 STORAGE_DTYPES = ("float32", "float16")
@@ -90,7 +90,10 @@ def encode_file(
             partial[0], mode="w+", dtype=np.dtype(storage_dtype), shape=(n, model.dim)
         )
         partial[1].write_text("")
-    records = iter_id_text(input_path, allow_title=kind == "passage", fmt=fmt, start=start)
+    # The original's literal titles: '-' and '' differ there, so the file's titles go verbatim.
+    raw_titles = model.settings.title_form == "rocketqa_literal"
+    records = iter_id_text(input_path, allow_title=kind == "passage", fmt=fmt, start=start,
+                           raw_titles=raw_titles)  # fmt: skip
     records = itertools.islice(records, done, n)
     row = done
     with (

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 from tqdm import tqdm
 
-from rqa_jax.api import CrossEncoder
 from rqa_jax.data.formats import Run
+from rqa_jax.inference import CrossEncoder
 
 
 def rerank(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,12 @@ class BertConfig:
             )
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
+        if model_type == "ernie" and "layer_norm_eps" not in d:
+            # The original ERNIE normalises with 1e-5; BERT's 1e-12 default would shift every
+            # hidden state of a converted ERNIE checkpoint.
+            warnings.warn(f"{source}: ERNIE config without layer_norm_eps: using ERNIE's 1e-5",
+                          stacklevel=2)  # fmt: skip
+            kwargs["layer_norm_eps"] = 1e-5
         try:
             return cls(**kwargs)
         except UnsupportedModelError as e:

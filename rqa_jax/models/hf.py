@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 ENCODER_PREFIXES = ("bert.", "ernie.")
+# The v2 head's export: pooler ε·I, classifier / ε (see export_cross_encoder).
+V2_POOLER_EPS = 1e-4
 # Buffers and pre-training heads that a tower legitimately has no use for.
 IGNORED_KEY_PARTS = ("position_ids", "cls.", "lm_head.")
 
@@ -287,7 +289,8 @@ def load_cross_encoder(
 
     2 labels → the ``v1`` head (HF's and RocketQA v1's pooler + 2-way classifier); 1 label →
     ``pooler_logit`` (HF's one-label classifier) unless ``head`` or the dir's ``rqa_jax.json``
-    says ``v2`` (raw [CLS] → linear).
+    says ``v2`` (raw [CLS] → linear). ``head="v2"`` on a dir that :func:`export_cross_encoder`
+    wrote from a v2 head undoes its near-identity pooler: the raw head comes back exactly.
     """
     from rqa_jax.models.towers import CROSS_HEADS, CrossEncoderNet
 
@@ -295,8 +298,9 @@ def load_cross_encoder(
     raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
     config = BertConfig.from_hf_dict(raw, source=str(path / "config.json"))
     own = path / "rqa_jax.json"
-    if head is None and own.is_file():
-        head = json.loads(own.read_text(encoding="utf-8")).get("head")
+    saved = json.loads(own.read_text(encoding="utf-8")) if own.is_file() else {}
+    if head is None:
+        head = saved.get("head")
     n_labels = len(raw.get("id2label") or {}) or int(raw.get("num_labels", 2))
     if head is None:
         head = {2: "v1", 1: "pooler_logit"}.get(n_labels)
@@ -319,6 +323,9 @@ def load_cross_encoder(
     ids = jnp.zeros((1, 8), jnp.int32)
     abstract = abstract_params(net, {"input_ids": ids, "attention_mask": ids + 1})
     params, _ = state_dict_to_params(state, abstract, "", str(path), optional=())
+    if head == "v2" and saved.get("trained_head") == "v2" and saved.get("head") == "pooler_logit":
+        kernel = params["classifier"]["kernel"] * np.float32(V2_POOLER_EPS)
+        params["classifier"] = {**params["classifier"], "kernel": kernel}
     return config, head, params
 
 
@@ -345,10 +352,13 @@ def export_cross_encoder(
     params: Mapping[str, Any],
     tokenizer: Any,
     max_length: int,
+    extra_settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes a cross encoder as an HF ``BertForSequenceClassification`` /
     ``ErnieForSequenceClassification`` dir that ``AutoModelForSequenceClassification``
     scores identically: the ``v1`` head as 2 labels, ``pooler_logit`` as 1 label.
+    ``extra_settings`` (e.g. ``pair_form``, ``title_form``, ``q_max_len``: how pairs are
+    encoded) go into ``rqa_jax.json`` for :func:`rqa_jax.inference.load_cross_encoder`.
 
     RocketQAv2's ``v2`` head (raw [CLS] → linear) has no HF class: it is written as a 1-label
     classifier whose pooler is ε·I (ε = 1e-4, bias 0) and whose classifier is divided by ε,
@@ -361,7 +371,7 @@ def export_cross_encoder(
     out.mkdir(parents=True, exist_ok=True)
     params = dict(jax.device_get(params))
     if head == "v2":
-        eps, h = 1e-4, config.hidden_size
+        eps, h = V2_POOLER_EPS, config.hidden_size
         near_identity = {
             "kernel": eps * np.eye(h, dtype=np.float32),
             "bias": np.zeros(h, np.float32),
@@ -388,6 +398,7 @@ def export_cross_encoder(
     hf_config["label2id"] = {f"LABEL_{i}": i for i in range(n_labels)}
     (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
     own = {"head": loaded_as, "trained_head": head, "max_length": max_length}
+    own.update(extra_settings or {})
     (out / "rqa_jax.json").write_text(json.dumps(own, indent=2) + "\n")
     tokenizer.save_pretrained(str(out))
     score = "P(relevant) = softmax(logits)[1]" if head == "v1" else "the logit"

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rqa_jax.data.tokenize import TITLE_FORMS
 from rqa_jax.models.towers import POOLINGS
 
-TITLE_FORMS = ("hf", "rocketqa")
 ST_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
 
 
@@ -28,7 +28,8 @@ class EncoderSettings:
     normalize: bool = False
     q_max_len: int = 32
     p_max_len: int = 128
-    # "hf": a passage without title encodes as a single text; "rocketqa": [CLS] [SEP] para [SEP].
+    # "hf": a passage without title encodes as a single text; "rocketqa": [CLS] [SEP] para [SEP];
+    # "rocketqa_literal": titles verbatim, a missing one written "-" (the original's inputs).
     title_form: str = "hf"
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ import ml_collections
 import numpy as np
 
 from rqa_jax import parallel
-from rqa_jax.api import DTYPES, load_tokenizer
 from rqa_jax.data import examples as E
-from rqa_jax.data import tfds_builders
+from rqa_jax.data import formats as F
+from rqa_jax.data import store, tfds_builders
 from rqa_jax.data.sample import generate
+from rqa_jax.inference import DTYPES, load_tokenizer
 from rqa_jax.models import hf
 from rqa_jax.models.bert import BertConfig
 from rqa_jax.models.towers import DualEncoderNet
@@ -29,6 +31,9 @@ class DevSet:
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     corpus: dict[str, tuple[str | None, str]]  # pid -> (title, text)
+    # The candidate set when it is not the whole corpus ("sample200000", "run1000"):
+    # dev metric names carry it (dev_mrr@10[sample200000]).
+    name: str = ""
 
 
 def dual_net(config: ml_collections.ConfigDict, bert_config: BertConfig) -> DualEncoderNet:
@@ -57,7 +62,8 @@ def init_dual_params(
     config: ml_collections.ConfigDict, net: DualEncoderNet, mesh: jax.sharding.Mesh
 ) -> tuple[Any, Any]:
     """(params on the mesh, their shardings): from ``config.model_dir``'s HF weights (both
-    towers start from them), or random under jit with ``out_shardings`` (from scratch)."""
+    towers start from them; a two-tower dir, see :func:`tower_dirs`, gives each its own), or
+    random under jit with ``out_shardings`` (from scratch)."""
     rules = parallel.RULE_SETS[config.partition_rules]
     ids = jnp.zeros((1, 8), jnp.int32)
     batch = {"input_ids": ids, "attention_mask": ids + 1}
@@ -66,22 +72,39 @@ def init_dual_params(
     if not config.model_dir:
         init = lambda: net.init(jax.random.PRNGKey(config.seed), batch, batch)["params"]  # noqa: E731
         return parallel.sharded_init(init, shardings), shardings
-    _, tower = hf.load_bert(
-        config.model_dir, param_dtype=DTYPES[config.param_dtype], scan_layers=config.scan_layers
-    )
     names = ["encoder"] if config.tie_towers else ["query_encoder", "passage_encoder"]
-    host = {name: tower for name in names}
+    towers = tower_dirs(config.model_dir)
+    if config.tie_towers and len(towers) > 1:
+        raise ValueError(
+            f"model_dir {config.model_dir!r} has separate query/passage towers but tie_towers is "
+            "set: give one tower dir (e.g. its passage_encoder/) or --config.tie_towers=false"
+        )
+    sources = dict(zip(names, towers if len(towers) > 1 else towers * len(names), strict=True))
+    kw = {"param_dtype": DTYPES[config.param_dtype], "scan_layers": config.scan_layers}
+    loaded = {d: hf.load_bert(d, **kw)[1] for d in dict.fromkeys(sources.values())}
+    host = {name: loaded[d] for name, d in sources.items()}
     return _to_mesh(jax.tree.map(np.asarray, host), shardings), shardings
+
+
+def tower_dirs(model_dir: str | Path) -> list[Path]:
+    """``[query_encoder/, passage_encoder/]`` of a two-tower dir (``rqa train``'s export, or
+    ``rqa convert rocketqa`` of a dual encoder), else ``[model_dir]``: each tower then starts
+    from its own weights."""
+    path = Path(model_dir)
+    separate = [path / "query_encoder", path / "passage_encoder"]
+    return separate if all(d.is_dir() for d in separate) else [path]
 
 
 def bert_config_for(config: ml_collections.ConfigDict) -> BertConfig:
     if config.model_dir:
-        return hf.load_config(config.model_dir)
+        return hf.load_config(tower_dirs(config.model_dir)[0])
     return BertConfig(**config.model_config.to_dict())
 
 
 def tokenizer_for(config: ml_collections.ConfigDict) -> Any:
-    return load_tokenizer(config.tokenizer_dir or config.model_dir)
+    if config.tokenizer_dir or not config.model_dir:
+        return load_tokenizer(config.tokenizer_dir or config.model_dir)
+    return load_tokenizer(tower_dirs(config.model_dir)[0])
 
 
 def _on_process_0(write: Any, what: str) -> None:
@@ -103,62 +126,225 @@ def _marco_root(d: ml_collections.ConfigDict, workdir: Path) -> Path:
     return root
 
 
-def _marco_dev(d: Path) -> DevSet:
-    from rqa_jax.data import formats as F
+def _cache_root(d: ml_collections.ConfigDict, workdir: Path) -> Path:
+    return Path(d.cache_dir) if d.cache_dir else workdir / "data_cache"
 
-    titles = F.read_titles(d / "titles.tsv") if (d / "titles.tsv").is_file() else {}
-    corpus = {r.id: (titles.get(r.id), r.text) for r in F.iter_collection(d / "collection.tsv")}
-    queries = {q.id: q.text for q in F.iter_queries(d / "queries.dev.tsv")}
-    qrels = F.read_qrels(d / "qrels.dev.tsv", corpus_ids=corpus)
-    return DevSet(queries, qrels, corpus)
+
+def _stored(d: ml_collections.ConfigDict, workdir: Path, kind: str, files: list[Path],
+            params: dict[str, Any], records: Any, corpus: bool = False) -> Path:  # fmt: skip
+    """The directory of a lazy store (:mod:`rqa_jax.data.store`), converted from ``files``
+    once (reused while they keep their size and mtime) in ``data.cache_dir`` (default
+    ``workdir/data_cache``): process 0 converts while the others wait; a process that then
+    does not see the store (a cache dir that is not shared) converts its own copy."""
+    root = _cache_root(d, workdir)
+
+    def make(progress: bool) -> Path:
+        if corpus:
+            return store.ensure_corpus(root, files, records, params, progress=progress)
+        return store.ensure(root, kind, files, params, records, progress=progress)
+
+    _on_process_0(lambda: make(True), f"{kind} store")
+    return make(jax.process_index() == 0)
+
+
+def _need(path: Path, why: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {why}")
+    return path
+
+
+def marco_corpus(d: ml_collections.ConfigDict, root: Path, workdir: Path) -> store.CorpusStore:
+    """``root/collection.tsv`` (+ ``titles.tsv``) as a lazy corpus store."""
+    collection = _need(root / "collection.tsv", "the MS MARCO corpus")
+    titles = root / "titles.tsv" if (root / "titles.tsv").is_file() else None
+
+    def passages() -> Any:
+        title_of = F.read_titles(titles) if titles else {}
+        return ((r.id, title_of.get(r.id), r.text) for r in F.iter_collection(collection))
+
+    files = [collection, *([titles] if titles else [])]
+    return store.CorpusStore(_stored(d, workdir, "corpus", files, {}, passages, corpus=True))
+
+
+def _marco_dual(config: ml_collections.ConfigDict, root: Path, workdir: Path) -> E.Source:
+    d = config.data
+    if d.negatives == "triples":
+        triples = _need(root / "triples.train.tsv", "data.negatives='triples' trains on MS MARCO's "
+                        "triples (data.negatives='random' draws RocketQA's random corpus negatives)")  # fmt: skip
+        records = lambda: map(E.dual_record, E.dual_from_triples(triples))  # noqa: E731
+        path = _stored(d, workdir, "dual_triples", [triples], {}, records)
+        return E.MappedSource(store.RecordStore(path), E.dual_from_record)
+    if d.negatives != "random":
+        raise ValueError(f"data.negatives must be 'random' or 'triples', got {d.negatives!r}")
+    why = "data.negatives='random' pairs the train queries with their qrels positives"
+    queries = _need(root / "queries.train.tsv", why)
+    qrels = _need(root / "qrels.train.tsv", why)
+    corpus = marco_corpus(d, root, workdir)
+    pairs = _stored(d, workdir, "marco_pairs", [queries, qrels], {"corpus": corpus.dir.name},
+                    lambda: E.marco_pair_records(queries, qrels, corpus.rows_of))  # fmt: skip
+    return E.MarcoRandomNegatives(
+        store.RecordStore(pairs), corpus, d.num_random_negatives, config.seed
+    )
+
+
+def _dpr_with_positives(source: Any) -> list[int]:
+    """Rows of DPR-form records that have a positive context (DPR skips the others)."""
+    rows, n = [], len(source)
+    for start in range(0, n, 1024):
+        batch = range(start, min(start + 1024, n))
+        rows += [
+            i for i, r in zip(batch, E.read_rows(source, batch), strict=True) if r["positives"]
+        ]
+    return rows
 
 
 def dual_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Any, DevSet | None]:
     """(random-access training examples, dev set or None) for ``config.data.source``:
 
     * ``sample``: the generated sample dataset (written to ``workdir/data`` once);
-    * ``marco``: an MS MARCO dir (``triples.train.tsv``, or queries/qrels + random negatives);
+    * ``marco``: an MS MARCO dir: ``data.negatives`` "random" (RocketQA step 1: queries/qrels
+      positives + ``num_random_negatives`` corpus negatives drawn per (seed, epoch, example))
+      or "triples" (``triples.train.tsv``);
     * ``rocketqa_tsv``: RocketQA's 6-column file at ``data.path``;
-    * ``dpr``: DPR ``nq-train.json`` at ``data.path``;
+    * ``dpr``: DPR ``nq-train.json`` at ``data.path`` (``num_negatives`` negatives sampled
+      per epoch from the hard negatives, then the others);
     * ``tfds``: a built TFDS dataset (``data.tfds_name`` from ``data.dir`` into ``data.tfds_dir``).
+
+    Text files are converted once into lazy stores (:func:`_stored`): the examples are read
+    by index, never held in memory. The dev set (MS MARCO form, only when ``eval_every``)
+    holds the candidate passages ``data.dev_corpus`` asks for (:func:`marco_dev_set`).
     """
     d = config.data
     dev: DevSet | None = None
     if d.source in ("sample", "marco"):
         root = _marco_root(d, workdir)
-        if (root / "triples.train.tsv").is_file():
-            examples = list(E.dual_from_triples(root / "triples.train.tsv"))
-        else:
-            titles = root / "titles.tsv" if (root / "titles.tsv").is_file() else None
-            examples = list(E.dual_from_marco(root / "collection.tsv", root / "queries.train.tsv", root / "qrels.train.tsv",
-                                              titles, d.num_random_negatives, config.seed))  # fmt: skip
-        if (root / "queries.dev.tsv").is_file():
-            dev = _marco_dev(root)
+        examples: Any = _marco_dual(config, root, workdir)
+        if config.eval_every and (root / "queries.dev.tsv").is_file():
+            dev = marco_dev_set(root, d)
     elif d.source == "rocketqa_tsv":
-        examples = list(E.dual_from_rocketqa_tsv(d.path))
+        path = Path(d.path)
+        records = lambda: map(E.dual_record, E.dual_from_rocketqa_tsv(path))  # noqa: E731
+        examples = E.MappedSource(
+            store.RecordStore(_stored(d, workdir, "dual_rocketqa", [path], {}, records)),
+            E.dual_from_record,
+        )
     elif d.source == "dpr":
-        examples = list(E.dual_from_dpr(d.path))
+        path = Path(d.path)
+        stored = _stored(d, workdir, "dpr", [path], {}, lambda: E.dpr_records(path))
+        examples = E.DprSampledNegatives(
+            E.MappedSource(store.RecordStore(stored), E.dpr_from_record),
+            config.num_negatives,
+            config.seed,
+        )
     elif d.source == "tfds":
         _on_process_0(lambda: tfds_builders.build(d.tfds_name, d.dir, d.tfds_dir), "TFDS build")
         builder = tfds_builders.build(d.tfds_name, d.dir, d.tfds_dir)  # reuses the built files
         examples = tfds_builders.data_source(builder, "train")
-        if (
-            d.tfds_name == "nq_dpr"
-        ):  # DPR form -> dual form; questions without a positive are skipped
-            records = (examples[i] for i in range(len(examples)))
-            examples = [E.dual_from_dpr_example(r) for r in records if r["positives"]]
+        if d.tfds_name == "nq_dpr":  # DPR form -> dual form, negatives sampled per epoch
+            examples = E.DprSampledNegatives(examples, config.num_negatives, config.seed,
+                                             _dpr_with_positives(examples))  # fmt: skip
     else:
         raise ValueError(
             f"data.source must be sample|marco|rocketqa_tsv|dpr|tfds, got {d.source!r}"
         )
-    if d.dev_max_queries and dev is not None:
-        keep = list(dev.queries)[: d.dev_max_queries]
-        dev = DevSet(
-            {q: dev.queries[q] for q in keep},
-            {q: dev.qrels[q] for q in keep if q in dev.qrels},
-            dev.corpus,
-        )
     return examples, dev
+
+
+def parse_dev_corpus(value: str) -> tuple[str, int, int]:
+    """``data.dev_corpus`` → (kind, size or depth, seed): "full" | "sample:N[:SEED]" | "run:K"."""
+    parts = value.split(":")
+    try:
+        if parts == ["full"]:
+            return "full", 0, 0
+        if parts[0] == "sample" and len(parts) in (2, 3) and int(parts[1]) > 0:
+            return "sample", int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
+        if parts[0] == "run" and len(parts) == 2 and int(parts[1]) > 0:
+            return "run", int(parts[1]), 0
+    except ValueError:
+        pass
+    raise ValueError(f"data.dev_corpus must be 'full', 'sample:N[:SEED]' or 'run:K', got {value!r}")
+
+
+def _count_lines(path: Path) -> int:
+    n, last = 0, b"\n"
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+def marco_dev_set(root: Path, d: ml_collections.ConfigDict) -> DevSet:
+    """The MS MARCO dev queries (the first ``data.dev_max_queries``), their qrels, and the
+    passages to search, as ``data.dev_corpus`` says:
+
+    * ``full``: the whole corpus, if it has at most ``data.dev_full_limit`` passages (a
+      larger one is an error with the choices below: encoding 8.8M passages at every
+      evaluation is a job of its own, not a training-time metric);
+    * ``sample:N[:SEED]``: N passages: the dev queries' judged passages plus passages drawn
+      at random (seeded, 0 by default: the same set in every run) → metrics ``…[sampleN]``;
+    * ``run:K``: the judged passages plus ``data.dev_candidates_run``'s top K for each dev
+      query → metrics ``…[runK]``.
+
+    Only the chosen passages are read into memory (the collection is streamed once)."""
+    kind, n, seed = parse_dev_corpus(d.dev_corpus)
+    collection = _need(root / "collection.tsv", "the MS MARCO corpus")
+    queries = {q.id: q.text for q in F.iter_queries(root / "queries.dev.tsv")}
+    if d.dev_max_queries:
+        queries = {q: queries[q] for q in list(queries)[: d.dev_max_queries]}
+    qrels_all = F.read_qrels(_need(root / "qrels.dev.tsv", "dev evaluation needs the dev qrels"))
+    qrels = {q: qrels_all[q] for q in queries if q in qrels_all}
+    judged = dict.fromkeys(p for docs in qrels.values() for p in docs)
+    name, rows, wanted = "", None, None  # rows: random rows drawn; wanted: pids kept
+    if kind == "full" or kind == "sample":
+        size = _count_lines(collection)
+        if kind == "full" and size > d.dev_full_limit:
+            raise ValueError(
+                f"{collection} has {size} passages: dev evaluation would encode them all at every "
+                f"evaluation. Set data.dev_corpus='sample:200000' (judged passages + a fixed random "
+                f"sample) or 'run:1000' with data.dev_candidates_run (judged passages + a run's top "
+                f"1000), or raise data.dev_full_limit ({d.dev_full_limit}) to encode everything"
+            )
+        if kind == "sample" and n < len(judged):
+            raise ValueError(f"data.dev_corpus={d.dev_corpus!r}: the dev queries judge "
+                             f"{len(judged)} passages, more than the sample of {n}")  # fmt: skip
+        if kind == "sample" and n < size:
+            name = f"sample{n}"
+            draws = np.random.default_rng(seed).choice(
+                size, min(size, n + len(judged)), replace=False
+            )
+            rows = {int(r): i for i, r in enumerate(draws)}  # row -> its place in the draw
+    else:
+        run = _need(Path(d.dev_candidates_run), f"data.dev_corpus={d.dev_corpus!r} takes the "
+                    "candidates from data.dev_candidates_run (a run over the dev queries)")  # fmt: skip
+        wanted = dict(judged)
+        for qid, ranked in F.iter_run_groups(run, n):
+            if qid in queries:
+                wanted.update(dict.fromkeys(p for p, _ in ranked))
+        name = f"run{n}"
+    texts: dict[str, str] = {}
+    drawn: dict[int, str] = {}  # place in the draw -> pid
+    for row, rec in enumerate(F.iter_collection(collection)):
+        if rows is not None and row in rows:
+            drawn[rows[row]] = rec.id
+        elif wanted is not None:  # run:K (judged included)
+            if rec.id not in wanted:
+                continue
+        elif rows is not None and rec.id not in judged:  # sample:N
+            continue
+        texts[rec.id] = rec.text
+    if rows is not None:  # judged + the first N - |judged| other drawn passages
+        others = [p for _, p in sorted(drawn.items()) if p not in judged][: n - len(judged)]
+        keep = [*judged, *others]
+        texts = {p: texts[p] for p in keep if p in texts}
+    missing = [p for p in judged if p not in texts]
+    if missing:
+        warnings.warn(f"{root / 'qrels.dev.tsv'}: {len(missing)} judged passages are not in "
+                      f"the corpus (first: {missing[0]!r})", stacklevel=2)  # fmt: skip
+    titles = root / "titles.tsv"
+    title_of = F.read_titles(titles, keep=texts) if titles.is_file() else {}
+    corpus = {p: (title_of.get(p), t) for p, t in texts.items()}
+    return DevSet(queries, qrels, corpus, name)
 
 
 def cross_net(config: ml_collections.ConfigDict, bert_config: BertConfig) -> Any:
@@ -194,59 +380,64 @@ def init_cross_params(
     return _to_mesh(jax.tree.map(np.asarray, params), shardings), shardings
 
 
-def cross_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[list[dict], Any]:
-    """(training examples, dev set with its candidate run or None).
+def cross_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[E.Source, Any]:
+    """(training examples, (dev set, its candidate run) or None), read lazily from stores.
 
-    Pointwise examples are labelled pairs; listwise ones are lists of ``list_size`` passages,
-    positive first. Negatives come from ``data.train_run`` (a retriever's run for the train
-    queries: RocketQA samples them from the top 1000, positives excluded) or, without one, at
-    random from the corpus. ``data.path`` instead reads RocketQA's cross TSV (pointwise) or
-    v2 list TSV (listwise).
+    MS MARCO form (``sample`` / ``marco``), as RocketQA's ``construct_marco_train_ce.py``:
+    pointwise, per train query its qrels positives (label 1) and
+    ``data.cross_negatives_per_query`` distinct negatives sampled from the top
+    ``data.negative_depth`` of ``data.train_run`` (a retriever's run over the train
+    queries), positives excluded (label 0); listwise, per (query, positive) a list of
+    ``list_size`` passages, positive first, with distinct sampled negatives. Without a run
+    the negatives are random corpus passages (said on stdout). See
+    :func:`rqa_jax.data.examples.cross_marco_records`. ``data.source`` "rocketqa_tsv" reads
+    RocketQA's cross TSV (pointwise) or v2 list TSV (listwise) at ``data.path`` instead.
     """
-    from rqa_jax.data import formats as F
-
     d = config.data
+    listwise = config.objective == "listwise"
     if d.source == "rocketqa_tsv":
-        examples = list(
-            E.cross_from_tsv(d.path)
-            if config.objective == "pointwise"
-            else E.joint_from_tsv(d.path, config.list_size)
-        )
-        return examples, None
+        path = Path(d.path)
+        if listwise:
+            records = lambda: map(E.joint_record, E.joint_from_tsv(path, config.list_size))  # noqa: E731
+            stored = _stored(
+                d, workdir, "joint_tsv", [path], {"list_size": config.list_size}, records
+            )
+            return E.MappedSource(store.RecordStore(stored), E.joint_from_record), None
+        records = lambda: map(E.cross_record, E.cross_from_tsv(path))  # noqa: E731
+        stored = _stored(d, workdir, "cross_tsv", [path], {}, records)
+        return E.MappedSource(store.RecordStore(stored), E.cross_from_record), None
     root = _marco_root(d, workdir)
-    titles = F.read_titles(root / "titles.tsv") if (root / "titles.tsv").is_file() else {}
-    corpus = {r.id: (titles.get(r.id), r.text) for r in F.iter_collection(root / "collection.tsv")}
-    queries = {q.id: q.text for q in F.iter_queries(root / "queries.train.tsv")}
-    qrels = F.read_qrels(root / "qrels.train.tsv", corpus_ids=corpus, strict=True)
-    run = F.read_run(d.train_run) if d.train_run else {}
-    pids = sorted(corpus)
-    rng = np.random.default_rng(config.seed)
-    n_neg = 1 if config.objective == "pointwise" else config.list_size - 1
-    examples: list[dict] = []
-    for qid, docs in qrels.items():
-        positives = {p for p, rel in docs.items() if rel > 0}
-        pool = [p for p, _ in run.get(qid, [])[: d.negative_depth] if p not in positives]
-        for pos in positives:
-            negs = list(rng.choice(pool, n_neg, replace=len(pool) < n_neg)) if pool else []
-            while len(negs) < n_neg:
-                p = pids[rng.integers(len(pids))]
-                if p not in positives:
-                    negs.append(p)
-            if config.objective == "pointwise":
-                for pid, label in [(pos, 1)] + [(n, 0) for n in negs]:
-                    examples.append(
-                        {
-                            "query": queries[qid],
-                            "title": corpus[pid][0] or "",
-                            "para": corpus[pid][1],
-                            "label": label,
-                        }
-                    )
-            else:
-                ids = [pos, *negs]
-                examples.append({"query": queries[qid], "titles": [corpus[p][0] or "" for p in ids],
-                                 "paras": [corpus[p][1] for p in ids], "labels": [1] + [0] * n_neg})  # fmt: skip
+    corpus = marco_corpus(d, root, workdir)
+    why = "re-ranker training pairs the train queries with their qrels positives"
+    queries = _need(root / "queries.train.tsv", why)
+    qrels = _need(root / "qrels.train.tsv", why)
+    run = _need(Path(d.train_run), "data.train_run") if d.train_run else None
+    if run is None and jax.process_index() == 0:
+        print("rqa train: no data.train_run: the re-ranker's negatives are random corpus passages "
+              "(RocketQA samples them from the retriever's top 1000 for each train query)")  # fmt: skip
+    params = {"objective": config.objective, "negatives": d.cross_negatives_per_query,
+              "list_size": config.list_size, "depth": d.negative_depth, "seed": config.seed,
+              "corpus": corpus.dir.name}  # fmt: skip
+    records = lambda: E.cross_marco_records(  # noqa: E731
+        queries, qrels, corpus, run, config.objective, d.cross_negatives_per_query,
+        config.list_size, d.negative_depth, config.seed,
+    )  # fmt: skip
+    files = [queries, qrels, *([run] if run else [])]
+    stored = store.RecordStore(_stored(d, workdir, "cross_marco", files, params, records))
+    examples = (E.CorpusLists if listwise else E.CorpusPairs)(stored, corpus)
     dev = None
     if d.dev_run and (root / "queries.dev.tsv").is_file():
-        dev = (_marco_dev(root), F.read_run(d.dev_run))
+        dev_run = F.read_run(d.dev_run)
+        dev = (marco_rerank_dev(root, dev_run, config.rerank_top_k), dev_run)
     return examples, dev
+
+
+def marco_rerank_dev(root: Path, run: F.Run, top_k: int) -> DevSet:
+    """Dev queries, qrels and the passages of ``run``'s top ``top_k`` (what re-ranking reads)."""
+    wanted = {p for ranked in run.values() for p, _ in ranked[:top_k]}
+    texts = {r.id: r.text for r in F.iter_collection(root / "collection.tsv") if r.id in wanted}
+    titles = root / "titles.tsv"
+    title_of = F.read_titles(titles, keep=texts) if titles.is_file() else {}
+    queries = {q.id: q.text for q in F.iter_queries(root / "queries.dev.tsv")}
+    qrels = F.read_qrels(root / "qrels.dev.tsv")
+    return DevSet(queries, qrels, {p: (title_of.get(p), t) for p, t in texts.items()})

@@ -1,5 +1,10 @@
 """Dev retrieval evaluation during training: encode the dev corpus and queries with the
-current parameters, search exactly, report MRR@10 and Recall@k (MS MARCO conventions)."""
+current parameters, search exactly, report MRR@10 and Recall@k (MS MARCO conventions).
+
+The corpus searched is the dev set's candidate set (``data.dev_corpus``, see
+:func:`rqa_jax.train.builders.marco_dev_set`): the full corpus when it is small, else a
+bounded set (judged passages plus a fixed random sample or a run's top K), tokenized once
+here; the metric names say which (``dev_mrr@10[sample200000]``)."""
 
 from __future__ import annotations
 
@@ -8,11 +13,10 @@ from typing import Any
 import jax
 from jax.experimental import multihost_utils
 
-from rqa_jax.api import dual_encoder_fns
 from rqa_jax.data import tokenize
 from rqa_jax.eval.metrics import mrr_at_k, recall_at_k
 from rqa_jax.index.search import ExactIndex
-from rqa_jax.inference import BatchRunner
+from rqa_jax.inference import BatchRunner, dual_encoder_fns
 from rqa_jax.models.towers import DualEncoderNet
 from rqa_jax.train.builders import DevSet
 
@@ -45,9 +49,16 @@ class DevEvaluator:
             qid: [(self.pids[j], float(s)) for j, s in zip(rows[i], scores[i], strict=True)]
             for i, qid in enumerate(self.qids)
         }
-        return {
+        metrics = {
             "dev_mrr@10": mrr_at_k(self.dev.qrels, run, 10),
             "dev_recall@1": recall_at_k(self.dev.qrels, run, 1),
             "dev_recall@10": recall_at_k(self.dev.qrels, run, 10),
             "dev_recall@100": recall_at_k(self.dev.qrels, run, 100),
         }
+        return {metric_name(k, self.dev.name): v for k, v in metrics.items()}
+
+
+def metric_name(metric: str, candidates: str) -> str:
+    """``dev_mrr@10`` on the full corpus, ``dev_mrr@10[sample200000]`` on a candidate set:
+    figures on a subset are higher than on the corpus and must not be mistaken for them."""
+    return f"{metric}[{candidates}]" if candidates else metric

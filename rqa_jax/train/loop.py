@@ -34,7 +34,7 @@ from rqa_jax.data.loader import BatchSpec, Loader
 from rqa_jax.models import hf
 from rqa_jax.train import builders
 from rqa_jax.train.dev_eval import DevEvaluator
-from rqa_jax.train.state import TrainState, create_state, make_optimizer, rocketqa_schedule
+from rqa_jax.train.state import TrainState, init_state, make_optimizer, rocketqa_schedule
 from rqa_jax.train.steps import cross_step_fn, dual_step_fn, jit_step
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,8 @@ def _abstract(tree: Any) -> Any:
 
 # Config keys that change the parameter tree: checkpoints made with other values cannot be
 # restored into this run, and are not "corrupted" either.
-SHAPE_KEYS = ("model_dir", "model_config", "tie_towers", "scan_layers", "param_dtype")
+SHAPE_KEYS = ("task", "model_dir", "model_config", "tie_towers", "scan_layers", "param_dtype",
+              "cross_head")  # fmt: skip
 
 
 def _check_same_model(mngr: ocp.CheckpointManager, config: ml_collections.ConfigDict) -> None:
@@ -140,6 +141,29 @@ def _check_same_model(mngr: ocp.CheckpointManager, config: ml_collections.Config
                          "use a new --workdir or the same model settings")  # fmt: skip
 
 
+def _param_tree_mismatch(mngr: ocp.CheckpointManager, step: int, params: Any) -> str | None:
+    """How the checkpoint's parameter tree differs from ``params`` (a path missing, extra, or
+    of another shape), read from orbax's metadata; None when they agree or the metadata is
+    unreadable (then the restore itself reports the checkpoint as broken)."""
+    try:
+        meta = ocp.StandardCheckpointer().metadata(Path(mngr.directory) / str(step) / "state")
+        saved = meta.item_metadata.tree["params"]
+        saved_shapes = {jax.tree_util.keystr(k): tuple(v.shape)
+                        for k, v in jax.tree_util.tree_leaves_with_path(saved)}  # fmt: skip
+    except Exception:
+        return None
+    now = {jax.tree_util.keystr(k): tuple(v.shape)
+           for k, v in jax.tree_util.tree_leaves_with_path(params)}  # fmt: skip
+    for path in sorted(now.keys() | saved_shapes.keys()):
+        if path not in saved_shapes:
+            return f"it has no parameter {path}"
+        if path not in now:
+            return f"it has a parameter {path} this model lacks"
+        if saved_shapes[path] != now[path]:
+            return f"{path} is {saved_shapes[path]} there, {now[path]} here"
+    return None
+
+
 def _restore_latest(
     mngr: ocp.CheckpointManager, state: TrainState
 ) -> tuple[TrainState, dict | None, int]:
@@ -147,6 +171,12 @@ def _restore_latest(
     ones, reporting each failure and moving the broken checkpoint aside (kept, not deleted,
     under ``corrupted_checkpoints/``); (state, None, 0) when there is none."""
     for step in sorted(mngr.all_steps(), reverse=True):
+        mismatch = _param_tree_mismatch(mngr, step, state.params)
+        if mismatch:
+            raise ValueError(
+                f"{mngr.directory}: checkpoint step {step} holds another model's parameters "
+                f"({mismatch}); use a new --workdir or the settings it was trained with"
+            )
         try:
             restored = mngr.restore(
                 step,
@@ -243,9 +273,9 @@ def dual_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
 def cross_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
     """The re-ranker: pointwise (v1) or listwise (v2) cross entropy, optional FGM; dev metric
     is MRR@10 after re-ranking a candidate run (``data.dev_run``)."""
-    from rqa_jax.api import CrossEncoder
     from rqa_jax.eval.metrics import mrr_at_k
     from rqa_jax.index.rerank import rerank
+    from rqa_jax.inference import CrossEncoder
 
     bert_config = builders.bert_config_for(config)
     tokenizer = builders.tokenizer_for(config)
@@ -253,14 +283,21 @@ def cross_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
     examples, dev = builders.cross_data(config, workdir)
     q_cut = config.cross_q_max_len or None
     spec = BatchSpec("cross", config.train_batch_size, cross_max_len=config.cross_max_len,
-                     list_size=config.list_size if config.objective == "listwise" else 0, cross_q_max_len=q_cut)  # fmt: skip
+                     list_size=config.list_size if config.objective == "listwise" else 0, cross_q_max_len=q_cut,
+                     pair_form=config.pair_form, title_form=config.title_form)  # fmt: skip
+    input_form = {
+        "pair_form": config.pair_form,
+        "title_form": config.title_form,
+        "q_max_len": q_cut,
+    }
 
     def evaluate(params: Any) -> dict[str, float]:
         dev_set, dev_run = dev
         if jax.process_count() > 1:
             params = multihost_utils.process_allgather(params, tiled=True)
         model = CrossEncoder(bert_config, config.cross_head, params, tokenizer, config.cross_max_len, q_cut,
-                             config.dtype, config.eval_batch_size)  # fmt: skip
+                             config.dtype, config.eval_batch_size, pair_form=config.pair_form,
+                             title_form=config.title_form)  # fmt: skip
         reranked = rerank(
             model, dev_run, dev_set.queries, dev_set.corpus, config.rerank_top_k, progress=False
         )
@@ -272,7 +309,7 @@ def cross_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
 
     def export(out: Path, params: Any) -> Path | None:
         return hf.export_cross_encoder(out / "export", bert_config, config.cross_head, params, tokenizer,
-                                       config.cross_max_len)  # fmt: skip
+                                       config.cross_max_len, extra_settings=input_form)  # fmt: skip
 
     return Task(
         name="cross",
@@ -281,7 +318,7 @@ def cross_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
         spec=spec,
         init_params=lambda mesh: builders.init_cross_params(config, net, mesh)[0],
         make_step=lambda tx, schedule, mesh: cross_step_fn(
-            net, tx, schedule, config.objective, config.fgm_epsilon, config.dropout
+            net, tx, schedule, config.objective, config.fgm_epsilon, config.dropout, config.fgm_mode
         ),
         evaluator=evaluate if dev is not None and config.eval_every else None,
         export=export,
@@ -305,11 +342,10 @@ def train(
     total = config.num_train_steps or config.num_epochs * loader.steps_per_epoch
     if total <= 0:
         raise ValueError("set num_train_steps or num_epochs to a positive number")
-    tx = make_optimizer(
-        config.learning_rate, total, config.warmup_proportion, config.weight_decay, config.clip_norm
-    )
+    tx = make_optimizer(config.learning_rate, total, config.warmup_proportion, config.weight_decay,
+                        config.clip_norm, eps=config.adam_epsilon)  # fmt: skip
     schedule = rocketqa_schedule(config.learning_rate, total, int(total * config.warmup_proportion))
-    state = jax.jit(lambda p: create_state(p, tx))(task.init_params(mesh))
+    state = init_state(task.init_params(mesh), tx, mesh)
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
     mngr = ocp.CheckpointManager(
         (workdir / "checkpoints").absolute(),

@@ -70,15 +70,23 @@ def jit_step(step: Step, state_shardings: Any, mesh: Mesh) -> Step:
 
 
 WORD_EMBEDDINGS = ("bert", "embeddings", "word_embeddings", "embedding")
+FGM_MODES = ("rocketqa", "sum")
+
+
+def _word_embedding_grad(grads: Any, path: tuple[str, ...] = WORD_EMBEDDINGS) -> jax.Array:
+    for key in path:
+        grads = grads[key]
+    return grads
 
 
 def fgm_perturbation(
-    grads: Any, epsilon: float, path: tuple[str, ...] = WORD_EMBEDDINGS
+    grads: Any, epsilon: float, path: tuple[str, ...] = WORD_EMBEDDINGS, norm_eps: float = 0.0
 ) -> jax.Array:
-    """FGM's adversarial step on the word-embedding table: ε·g/‖g‖ (g its loss gradient)."""
-    g = grads
-    for key in path:
-        g = g[key]
+    """FGM's adversarial step on the word-embedding table: ε·g/‖g‖ (g its loss gradient).
+    ``norm_eps`` > 0 takes ‖g‖ as √(Σg² + norm_eps), as RocketQA's code does (1e-8)."""
+    g = _word_embedding_grad(grads, path)
+    if norm_eps > 0:
+        return epsilon * g / jnp.sqrt(jnp.sum(jnp.square(g)) + norm_eps)
     return epsilon * g / jnp.maximum(jnp.linalg.norm(g), 1e-12)
 
 
@@ -88,16 +96,34 @@ def _add_at(params: Any, path: tuple[str, ...], delta: jax.Array) -> Any:
     return {**params, path[0]: _add_at(params[path[0]], path[1:], delta)}
 
 
-def fgm_value_and_grad(
-    loss_fn: Callable[[Any], tuple[jax.Array, dict]], params: Any, epsilon: float
-):
-    """FGM (Miyato et al.), as RocketQA trains its cross encoder: the gradient of the loss at
-    the parameters plus the gradient of the loss at word embeddings moved by
-    :func:`fgm_perturbation`. Returns ((loss, metrics), grads, perturbation)."""
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+LossFn = Callable[[Any, bool], tuple[jax.Array, dict]]
+
+
+def fgm_value_and_grad(loss_fn: LossFn, params: Any, epsilon: float, mode: str = "rocketqa"):
+    """FGM (Miyato et al.) on the word embeddings. ``loss_fn(params, deterministic)``.
+
+    * ``"rocketqa"`` (RocketQA's released ``cross_encoder.py``): a probe pass with dropout
+      off gives g, the word-embedding gradient; the table moves by 0.01·g/√(Σg² + 1e-8) (held
+      constant), and training uses the loss *at the perturbed embeddings* (dropout on) and its
+      gradient. The clean loss is reported as ``probe_loss``.
+    * ``"sum"``: the clean loss's gradient plus the gradient at the perturbed embeddings
+      (both with dropout), the common FGM recipe.
+
+    Returns ((loss, metrics), grads, perturbation).
+    """
+    if mode == "rocketqa":
+        (probe_loss, _), probe = jax.value_and_grad(loss_fn, has_aux=True)(params, True)
+        delta = jax.lax.stop_gradient(fgm_perturbation(probe, epsilon, norm_eps=1e-8))
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            _add_at(params, WORD_EMBEDDINGS, delta), False
+        )
+        return (loss, {**metrics, "probe_loss": probe_loss}), grads, delta
+    if mode != "sum":
+        raise ValueError(f"fgm_mode must be one of {FGM_MODES}, got {mode!r}")
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, False)
     delta = jax.lax.stop_gradient(fgm_perturbation(grads, epsilon))
     (adv_loss, _), adv_grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        _add_at(params, WORD_EMBEDDINGS, delta)
+        _add_at(params, WORD_EMBEDDINGS, delta), False
     )
     grads = jax.tree.map(jnp.add, grads, adv_grads)
     return (loss, {**metrics, "adversarial_loss": adv_loss}), grads, delta
@@ -110,10 +136,14 @@ def cross_step_fn(
     objective: str = "pointwise",
     fgm_epsilon: float = 0.0,
     dropout: bool = True,
+    fgm_mode: str = "rocketqa",
 ) -> Step:
     """The (unjitted) cross-encoder step. ``pointwise``: batch ``pairs`` [B, L] + ``labels``
     [B] with the v1 head (2 logits); ``listwise``: ``pairs`` [B, m, L], positive first, one
-    logit per pair. ``fgm_epsilon`` > 0 adds RocketQA's FGM adversarial term (0.01 there)."""
+    logit per pair. ``fgm_epsilon`` > 0 trains with FGM (RocketQA: 0.01; ``fgm_mode`` see
+    :func:`fgm_value_and_grad`)."""
+    if fgm_mode not in FGM_MODES:
+        raise ValueError(f"fgm_mode must be one of {FGM_MODES}, got {fgm_mode!r}")
     if objective not in ("pointwise", "listwise"):
         raise ValueError(f"objective must be pointwise or listwise, got {objective!r}")
 
@@ -123,14 +153,17 @@ def cross_step_fn(
         flat = {k: v.reshape(-1, shape[-1]) for k, v in pairs.items()}
         rngs = {"dropout": jax.random.fold_in(rng, state.step)}
 
-        def loss_fn(params):
-            logits = net.apply({"params": params}, flat, deterministic=not dropout, rngs=rngs)
+        def loss_fn(params, deterministic=False):
+            logits = net.apply({"params": params}, flat, deterministic=deterministic or not dropout,
+                               rngs=rngs)  # fmt: skip
             if objective == "pointwise":
                 return losses.pointwise_cross_entropy(logits, batch["labels"])
             return losses.listwise_cross_entropy(CrossEncoderNet.score(logits).reshape(shape[:-1]))
 
         if fgm_epsilon > 0:
-            (loss, metrics), grads, _ = fgm_value_and_grad(loss_fn, state.params, fgm_epsilon)
+            (loss, metrics), grads, _ = fgm_value_and_grad(
+                loss_fn, state.params, fgm_epsilon, fgm_mode
+            )
         else:
             (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -1,0 +1,205 @@
+"""``rqa pipeline v1`` and the RocketQA data steps as commands over files (``rqa mine``,
+``score``, ``denoise``, ``augment``), so users run each step on their own data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+PIPELINES = ("v1",)
+
+
+def _corpus(path: str, titles: str | None) -> dict[str, tuple[str | None, str]]:
+    """``pid \\t text [\\t title]``, titles from ``--titles`` (``pid \\t title``) winning."""
+    from rqa_jax.data import formats as F
+
+    corpus = {r.id: (r.title, r.text) for r in F.iter_collection(path, allow_title=True)}
+    if titles:
+        by_id = F.read_titles(titles)
+        corpus = {pid: (by_id.get(pid, title), text) for pid, (title, text) in corpus.items()}
+    return corpus
+
+
+def _queries(path: str) -> dict[str, str]:
+    from rqa_jax.data import formats as F
+
+    return {q.id: q.text for q in F.iter_queries(path)}
+
+
+def _text_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--queries", required=True, help="TSV 'qid<TAB>query'")
+    p.add_argument("--corpus", required=True, help="TSV 'pid<TAB>text[<TAB>title]'")
+    p.add_argument(
+        "--titles",
+        default=None,
+        help="TSV 'pid<TAB>title' (default: none, or the corpus' 3rd column)",
+    )
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mine", help="a retriever run's top-n per judged query, labelled positives removed"
+    )
+    p.add_argument("--run", required=True, help="the retriever's run over the train queries")
+    p.add_argument("--qrels", required=True, help="train qrels: their positives are excluded")
+    p.add_argument(
+        "--depth", type=int, default=1000, help="candidates kept per query (default 1000)"
+    )
+    p.add_argument("--output", required=True, help="run file of hard-negative candidates")
+    p.set_defaults(func=_run_mine)
+
+    p = sub.add_parser(
+        "score", help="cross-encoder scores of each query's top candidates (resumable)"
+    )
+    p.add_argument("--model", required=True, help="cross-encoder dir")
+    p.add_argument("--run", required=True, help="candidates to score")
+    _text_inputs(p)
+    p.add_argument("--top", type=int, default=50, help="candidates scored per query (default 50)")
+    p.add_argument("--output", required=True, help="scores, as a run 'qid pid rank score'")
+    p.add_argument("--batch-size", type=int, default=64, help="pairs per model call (default 64)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_score)
+
+    p = sub.add_parser("denoise", help="denoised hard negatives -> RocketQA dual-encoder TSV")
+    p.add_argument("--run", required=True, help="the retriever's run over the train queries")
+    p.add_argument("--qrels", required=True, help="train qrels")
+    p.add_argument(
+        "--scores", required=True, help="`rqa score` output for the run's top candidates"
+    )
+    _text_inputs(p)
+    p.add_argument(
+        "--output", required=True, help="TSV 'query, pos title, pos para, neg title, neg para, 0'"
+    )
+    p.add_argument(
+        "--per-positive", type=int, default=4, help="negatives per positive (MS MARCO 4, NQ 1)"
+    )
+    p.add_argument(
+        "--top", type=int, default=50, help="candidates the cross encoder judged (default 50)"
+    )
+    p.add_argument(
+        "--depth", type=int, default=1000, help="top-up pool: ranks top+1..depth (default 1000)"
+    )
+    p.add_argument(
+        "--tau-neg", type=float, default=0.1, help="a negative scores below this (default 0.1)"
+    )
+    p.add_argument("--pick", choices=["random", "rank"], default="random",
+                   help="random (paper) or best-ranked first (released script); default random")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
+    p.set_defaults(func=_run_denoise)
+
+    p = sub.add_parser("augment", help="pseudo-labelled unlabeled questions -> RocketQA dual TSV")
+    p.add_argument("--run", required=True, help="a retriever's run over the unlabeled questions")
+    p.add_argument("--scores", required=True, help="`rqa score` output for that run")
+    _text_inputs(p)
+    p.add_argument("--output", required=True, help="dual-encoder TSV")
+    p.add_argument("--top", type=int, default=50, help="candidates considered (default 50)")
+    p.add_argument(
+        "--tau-pos", type=float, default=0.9, help="pseudo positive above this (default 0.9)"
+    )
+    p.add_argument("--tau-neg", type=float, default=0.1, help="negatives below this (default 0.1)")
+    p.add_argument("--negatives", type=int, default=4, help="negatives per question (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
+    p.set_defaults(func=_run_augment)
+
+
+def _stats_path(output: str) -> Path:
+    return Path(f"{output}.stats.json")
+
+
+def _run_mine(args: argparse.Namespace) -> int:
+    from rqa_jax.data import formats as F
+    from rqa_jax.data import lists as L
+
+    mined = L.mine(F.read_run(args.run), F.read_qrels(args.qrels), args.depth)
+    F.write_run(args.output, mined)
+    print(
+        f"mined {sum(map(len, mined.values()))} candidates for {len(mined)} queries -> {args.output}"
+    )
+    return 0
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from rqa_jax.data import formats as F
+    from rqa_jax.data import lists as L
+    from rqa_jax.pipelines.retrieval import cross_scorer
+
+    run, queries, corpus = (
+        F.read_run(args.run),
+        _queries(args.queries),
+        _corpus(args.corpus, args.titles),
+    )
+    scores = L.score_candidates(cross_scorer(args.model, args.batch_size), run, queries, corpus, args.output,
+                                args.top, progress=not args.no_progress)  # fmt: skip
+    print(
+        f"scored {sum(map(len, scores.values()))} pairs for {len(scores)} queries -> {args.output}"
+    )
+    return 0
+
+
+def _run_denoise(args: argparse.Namespace) -> int:
+    from rqa_jax.data import formats as F
+    from rqa_jax.data import lists as L
+
+    pairs, stats, _ = L.denoise(F.read_run(args.run), F.read_qrels(args.qrels), L.read_scores(args.scores),
+                                args.per_positive, args.top, args.depth, args.tau_neg, args.seed, args.pick)  # fmt: skip
+    lines = L.write_dual(
+        args.output, pairs, _queries(args.queries), _corpus(args.corpus, args.titles)
+    )
+    L.write_stats(_stats_path(args.output), {"lines": lines, **stats.as_dict()})
+    print(f"{lines} training lines -> {args.output}; {json.dumps(stats.as_dict())}")
+    return 0
+
+
+def _run_augment(args: argparse.Namespace) -> int:
+    from rqa_jax.data import formats as F
+    from rqa_jax.data import lists as L
+
+    pairs, stats = L.augment(F.read_run(args.run), L.read_scores(args.scores), args.negatives, args.top,
+                             args.tau_pos, args.tau_neg, args.seed)  # fmt: skip
+    lines = L.write_dual(
+        args.output, pairs, _queries(args.queries), _corpus(args.corpus, args.titles)
+    )
+    L.write_stats(_stats_path(args.output), {"lines": lines, **stats.as_dict()})
+    print(f"{lines} training lines -> {args.output}; {json.dumps(stats.as_dict())}")
+    return 0
+
+
+def run_pipeline_command(
+    argv: Sequence[str], load_config: Any, apply_override: Any, user_errors: tuple
+) -> int:
+    """``rqa pipeline v1 --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``."""
+    parser = argparse.ArgumentParser(prog="rqa pipeline", description="RocketQA's steps as resumable stages",
+                                     epilog="Overrides: --config.key=value (e.g. --config.retriever.learning_rate=1e-5)")  # fmt: skip
+    parser.add_argument("which", choices=PIPELINES, help="v1: RocketQA's four steps")
+    parser.add_argument("--config", required=True, help="configs/X.py[:arg] with get_config()")
+    parser.add_argument(
+        "--workdir", required=True, help="stage dirs, report.json and report.md go here"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        config = load_config(args.config)
+        for item in rest:
+            key, eq, raw = item.partition("=")
+            if not key.startswith("--config.") or not eq:
+                raise ValueError(
+                    f"unexpected argument {item!r} (overrides look like --config.key=value)"
+                )
+            apply_override(config, key[len("--config.") :], raw)
+    except (ValueError, FileNotFoundError, SyntaxError) as e:
+        print(f"rqa pipeline: error: {e}", file=sys.stderr)
+        return 2
+    from rqa_jax.pipelines.rocketqa_v1 import run_pipeline
+
+    try:
+        report = run_pipeline(config, args.workdir, progress=not args.no_progress)
+    except user_errors as e:
+        print(f"rqa pipeline: error: {e}", file=sys.stderr)
+        return 1
+    print((Path(args.workdir) / "report.md").read_text())
+    print(json.dumps(report["stages"]))
+    return 0

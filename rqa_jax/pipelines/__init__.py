@@ -1,0 +1,1 @@
+"""RocketQA's multi-step recipes as resumable pipelines."""
