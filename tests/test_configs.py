@@ -1,5 +1,7 @@
 """Configs are locked data whose defaults agree with the library's."""
 
+from pathlib import Path
+
 import pytest
 
 from configs import common
@@ -22,3 +24,45 @@ def test_unknown_keys_fail_loudly():
     with pytest.raises(AttributeError):
         c.q_max_length = 64  # typo of q_max_len
     assert common.get_runlocal_config().train_batch_size < c.train_batch_size
+
+
+def test_paper_configs_carry_the_released_scripts_values():
+    """The values RocketQA's released scripts train with (each line in configs/ names its file)."""
+    from configs import cross_encoder_marco, cross_encoder_nq, rocketqa_v1_marco, rocketqa_v1_nq
+
+    marco_ce, nq_ce = cross_encoder_marco.get_config(), cross_encoder_nq.get_config()
+    for ce, batch, negatives in ((marco_ce, 256, 4), (nq_ce, 64, 1)):
+        assert (ce.train_batch_size, ce.data.cross_negatives_per_query) == (batch, negatives)
+        assert (ce.learning_rate, ce.warmup_proportion, ce.weight_decay, ce.num_epochs) == (
+            1e-5,
+            0.0,
+            0.01,
+            2,
+        )
+        assert (ce.adam_epsilon, ce.fgm_epsilon, ce.fgm_mode, ce.cross_max_len) == (
+            1e-8,
+            0.01,
+            "rocketqa",
+            160,
+        )
+    assert marco_ce.data.negative_depth == 1000
+    for de, batch, epochs in (
+        (rocketqa_v1_marco.get_config(), 4096, 40),
+        (rocketqa_v1_nq.get_config(), 1024, 30),
+    ):
+        assert (de.train_batch_size, de.num_epochs, de.learning_rate, de.warmup_proportion) == (
+            batch,
+            epochs,
+            3e-5,
+            0.1,
+        )
+        assert (de.weight_decay, de.adam_epsilon) == (0.0, 1e-8)
+    assert rocketqa_v1_marco.get_config().data.negatives == "random"
+    for path in (
+        "cross_encoder_marco.py",
+        "cross_encoder_nq.py",
+        "rocketqa_v1_marco.py",
+        "rocketqa_v1_nq.py",
+    ):
+        text = (Path(__file__).resolve().parent.parent / "configs" / path).read_text()
+        assert "run_cross_encoder_train.sh" in text or "run_dual_encoder_train.sh" in text
