@@ -2,6 +2,7 @@
 
 import math
 from collections import Counter
+from difflib import SequenceMatcher
 
 from rqa_jax.data import formats as F
 from rqa_jax.data.sample import generate
@@ -54,3 +55,30 @@ def test_word_overlap_does_not_solve_the_dev_split(tmp_path):
     mrr /= len(queries)
     # The entity name finds the right 4 passages; the paraphrased attribute defeats overlap.
     assert mrr < 0.6, mrr
+
+
+def test_rocketqa_sample_plants_false_negatives_and_unlabeled_questions(tmp_path):
+    """Sparse train labels as MS MARCO's: restatements of the answer the train qrels do not
+    list (recorded apart), full dev judgements, and unlabeled questions answerable from the
+    corpus; the default sample stays byte-identical (test above)."""
+    paths = generate(tmp_path, entities_per_type=20, train_queries=60, dev_queries=20,
+                     false_negative_share=0.8, max_restatements=3, unlabeled_questions=30)  # fmt: skip
+    corpus = {r.id: r.text for r in F.iter_collection(paths["collection"])}
+    train = F.read_qrels(paths["qrels.train"], corpus_ids=corpus, strict=True)
+    planted = F.read_qrels(paths["false_negatives.train"], corpus_ids=corpus, strict=True)
+    dev = F.read_qrels(paths["qrels.dev"], corpus_ids=corpus, strict=True)
+    assert all(len(docs) == 1 for docs in train.values())  # one labelled positive each
+    assert 0.6 < len(planted) / len(train) <= 1.0  # most train queries have unlabeled positives
+    for qid, docs in planted.items():
+        (pos,) = train[qid]
+        assert not set(docs) & set(train[qid]) and 1 <= len(docs) <= 3
+        for p in docs:  # the same fact, restated: most of the text is shared
+            a, b = corpus[pos], corpus[p]
+            m = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+            assert m.size >= 0.5 * min(len(a), len(b)), (a, b)
+    assert max(len(d) for d in dev.values()) > 1  # dev judges every relevant passage
+    unlabeled = {q.id: q.text for q in F.iter_queries(paths["queries.unlabeled"])}
+    hidden = F.read_qrels(paths["qrels.unlabeled.hidden"], corpus_ids=corpus, strict=True)
+    labelled = {q.text for s in ("train", "dev") for q in F.iter_queries(paths[f"queries.{s}"])}
+    assert len(unlabeled) == 30 and set(hidden) == set(unlabeled)
+    assert not set(unlabeled.values()) & labelled
