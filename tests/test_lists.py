@@ -2,6 +2,8 @@
 from ranks 51-1000, no positive as a negative, k per positive, seeded draws, augmentation
 selection and skips, resumable scoring, and the TSV written for the original's reader."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,46 @@ def test_score_candidates_resumes_after_a_crash_without_rescoring(tmp_path):
     assert scores["q0"]["p1"] == len("question q0") + len("text 1")
     assert len(out.read_text().splitlines()) == 50
     np.testing.assert_equal(L.read_scores(out), scores)
+
+
+def test_commands_over_files_mine_denoise_augment(tmp_path):
+    """`rqa mine`, `rqa denoise`, `rqa augment` on users' own files, as documented."""
+    from rqa_jax.cli import main as rqa
+
+    corpus = {f"p{i}": (f"T{i}" if i % 2 else None, f"passage number {i}") for i in range(80)}
+    F.write_id_text(
+        tmp_path / "corpus.tsv", [F.TextRecord(p, t, ti) for p, (ti, t) in corpus.items()]
+    )
+    F.write_id_text(
+        tmp_path / "queries.tsv", [F.TextRecord("q", "a question"), F.TextRecord("u", "another")]
+    )
+    F.write_qrels(tmp_path / "qrels.tsv", {"q": {"p0": 1}})
+    run = {q: [(f"p{i}", 80.0 - i) for i in range(80)] for q in ("q", "u")}
+    F.write_run(tmp_path / "run", run)
+    scores = {q: [(f"p{i}", 0.95 if i in (0, 1) else 0.01) for i in range(50)] for q in ("q", "u")}
+    F.write_run(tmp_path / "scores", scores, fmt="rocketqa")
+    common = ["--queries", str(tmp_path / "queries.tsv"), "--corpus", str(tmp_path / "corpus.tsv")]
+
+    assert rqa(["mine", "--run", str(tmp_path / "run"), "--qrels", str(tmp_path / "qrels.tsv"), "--depth", "10",
+                "--output", str(tmp_path / "mined")]) == 0  # fmt: skip
+    assert [p for p, _ in F.read_run(tmp_path / "mined")["q"]] == [f"p{i}" for i in range(1, 10)]
+
+    assert rqa(["denoise", "--run", str(tmp_path / "run"), "--qrels", str(tmp_path / "qrels.tsv"), "--scores",
+                str(tmp_path / "scores"), *common, "--output", str(tmp_path / "de1.tsv")]) == 0  # fmt: skip
+    rows = list(F.iter_dual_train(tmp_path / "de1.tsv"))
+    assert len(rows) == 4 and {r.pos_para for r in rows} == {"passage number 0"}
+    assert "passage number 1" not in {
+        r.neg_para for r in rows
+    }  # scored 0.95: a likely false negative
+    stats = json.loads((tmp_path / "de1.tsv.stats.json").read_text())
+    assert stats["dropped_as_false_negatives"] == 1 and stats["lines"] == 4
+
+    assert rqa(["augment", "--run", str(tmp_path / "run"), "--scores", str(tmp_path / "scores"), *common,
+                "--output", str(tmp_path / "aug.tsv"), "--negatives", "2"]) == 0  # fmt: skip
+    rows = list(F.iter_dual_train(tmp_path / "aug.tsv"))
+    assert len(rows) == 4 and {r.query for r in rows} == {"a question", "another"}
+    assert {r.pos_para for r in rows} == {
+        "passage number 0"
+    }  # the best-scored of 0.95 ties: the first
+    assert rqa(["denoise", "--run", str(tmp_path / "run"), "--qrels", str(tmp_path / "nope.tsv"), "--scores",
+                str(tmp_path / "scores"), *common, "--output", str(tmp_path / "x.tsv")]) == 1  # fmt: skip
