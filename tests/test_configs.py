@@ -66,3 +66,22 @@ def test_paper_configs_carry_the_released_scripts_values():
     ):
         text = (Path(__file__).resolve().parent.parent / "configs" / path).read_text()
         assert "run_cross_encoder_train.sh" in text or "run_dual_encoder_train.sh" in text
+
+
+def test_pipeline_configs_have_paper_settings_and_a_runlocal_on_the_sample():
+    from configs import demo_pipeline_v1, rocketqa_v1_pipeline_marco, rocketqa_v1_pipeline_nq
+
+    marco, nq = rocketqa_v1_pipeline_marco.get_config(), rocketqa_v1_pipeline_nq.get_config()
+    assert (
+        marco.mine.depth,
+        marco.denoise.top,
+        marco.denoise.tau_neg,
+        marco.denoise.per_positive,
+    ) == (1000, 50, 0.1, 4)
+    assert (marco.augment.tau_pos, marco.later_epochs, marco.retriever.num_epochs) == (0.9, 10, 40)
+    assert (nq.mine.depth, nq.denoise.per_positive, nq.later_epochs) == (100, 1, 30)
+    for module in (rocketqa_v1_pipeline_marco, rocketqa_v1_pipeline_nq, demo_pipeline_v1):
+        small = module.get_config("runlocal")
+        assert small.data.source == "sample" and small.retriever.num_train_steps <= 4
+    demo = demo_pipeline_v1.get_config()
+    assert demo.ablation_undenoised and demo.data.sample.false_negative_share > 0
