@@ -135,7 +135,16 @@ def top_1000(db: np.ndarray, q: np.ndarray, k: int = 1000) -> dict:
     scann, build = timed(ScannIndex.build, db, params)
     scann.search(q[:8], k)  # warm up
     (scores, found), secs = timed(scann.search, q, k)
+    sweep = []
+    for frac in (0.1, 0.2, 0.3, 0.5):
+        leaves = max(1, round(params["num_leaves"] * frac))
+        start = time.perf_counter()
+        idx, _ = scann.searcher.search_batched(q, final_num_neighbors=k, leaves_to_search=leaves,
+                                               pre_reorder_num_neighbors=4 * k)  # fmt: skip
+        sweep.append({"leaves_to_search": leaves, f"recall@{k}": recall(idx, truth),
+                      "qps": len(q) / (time.perf_counter() - start)})  # fmt: skip
     res["scann"] = {
+        "sweep": sweep,
         "params": params,
         "build_s": build,
         "leaves_searched": scann._leaves_for(k),

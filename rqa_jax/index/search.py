@@ -205,10 +205,13 @@ class ScannIndex:
         return np.asarray(scores, np.float32), np.asarray(idx, np.int64)
 
     def _leaves_for(self, k: int) -> int:
-        """The configured leaves, or more when k is large: visit about 8× the candidates
-        that are re-scored, so a top-1000 is not limited by the points in a few leaves."""
+        """The configured leaves, or more when k is large: visit at least 500 points per
+        neighbour asked for (and 8x the re-scored candidates). A top 1000 spreads over many
+        leaves: on 1M clustered vectors, 10% of the leaves find 0.86 of the exact top 1000,
+        50% find 0.98 (``benchmarks/index.py``)."""
         pre = max(self.reorder, self.reorder_per_k * k)
-        wanted = math.ceil(self.num_leaves * min(1.0, 8 * pre / max(self.n, 1)))
+        points = max(8 * pre, 500 * k)
+        wanted = math.ceil(self.num_leaves * min(1.0, points / max(self.n, 1)))
         return min(self.num_leaves, max(self.num_leaves_to_search, wanted))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
