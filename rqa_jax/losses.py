@@ -112,3 +112,64 @@ def listwise_cross_entropy(logits: jax.Array) -> tuple[jax.Array, dict]:
         "accuracy": jnp.mean(rank == 1),
         "mean_positive_rank": jnp.mean(rank.astype(jnp.float32)),
     }
+
+
+DISTILLATION_VARIANTS = ("paper", "released_code")
+
+
+def listwise_distillation_loss(
+    retriever_scores: jax.Array,
+    reranker_scores: jax.Array,
+    variant: str = "paper",
+    temperature: float = 1.0,
+) -> tuple[jax.Array, dict]:
+    """RocketQAv2's dynamic listwise distillation on each query's list of m passages.
+
+    ``retriever_scores`` and ``reranker_scores`` are [B, m] (query i's passages in the same
+    order in both); s̃ = softmax(scores / temperature) over each list.
+
+    * ``"paper"``: KL(s̃_de ‖ s̃_ce) = Σ_j s̃_de log(s̃_de / s̃_ce), mean over the B queries;
+      gradients reach both models (the re-ranker is "dynamically" pulled too).
+    * ``"released_code"``: KL(s̃_ce ‖ s̃_de), summed per element and averaged over all B·m
+      elements (so 1/m of the paper's scale per query), the re-ranker's distribution held
+      constant: it learns only from its own listwise loss.
+
+    Returns (loss, {"kl_per_query": the KL's mean over queries, whatever the variant}).
+    """
+    if variant not in DISTILLATION_VARIANTS:
+        raise ValueError(f"variant must be one of {DISTILLATION_VARIANTS}, got {variant!r}")
+    if retriever_scores.shape != reranker_scores.shape or retriever_scores.ndim != 2:
+        raise ValueError(
+            f"scores must both be [B, m], got {retriever_scores.shape} and {reranker_scores.shape}"
+        )
+    log_de = jax.nn.log_softmax(retriever_scores.astype(jnp.float32) / temperature, axis=-1)
+    log_ce = jax.nn.log_softmax(reranker_scores.astype(jnp.float32) / temperature, axis=-1)
+    if variant == "paper":
+        per_element = jnp.exp(log_de) * (log_de - log_ce)
+        loss = per_element.sum(-1).mean()
+    else:
+        log_ce = jax.lax.stop_gradient(log_ce)
+        per_element = jnp.exp(log_ce) * (log_ce - log_de)
+        loss = per_element.mean()
+    return loss, {"kl_per_query": per_element.sum(-1).mean()}
+
+
+def joint_loss(
+    retriever_scores: jax.Array,
+    reranker_scores: jax.Array,
+    variant: str = "paper",
+    weight: float = 1.0,
+    temperature: float = 1.0,
+) -> tuple[jax.Array, dict]:
+    """RocketQAv2's objective on [B, m] lists, positive at index 0: the re-ranker's listwise
+    cross-entropy + ``weight`` · :func:`listwise_distillation_loss` (1:1 in the paper)."""
+    supervised, ce_metrics = listwise_cross_entropy(reranker_scores)
+    kl, kl_metrics = listwise_distillation_loss(
+        retriever_scores, reranker_scores, variant, temperature
+    )
+    return supervised + weight * kl, {
+        "reranker_loss": supervised,
+        "distillation_loss": kl,
+        "reranker_accuracy": ce_metrics["accuracy"],
+        **kl_metrics,
+    }

@@ -70,3 +70,64 @@ def test_in_batch_only_mode_sees_only_the_devices_passages():
     np.testing.assert_allclose(got, np.mean(per_device), rtol=1e-6)
     global_loss, _ = losses.contrastive_loss(q, p)
     assert float(got) < float(global_loss)  # fewer negatives, easier
+
+
+def _kl(p, q):
+    return float(np.sum(p * (np.log(p) - np.log(q))))
+
+
+def _softmax(x):
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+DE = np.array([[2.0, 1.0, 0.0], [0.5, 0.5, 3.0]], np.float32)
+CE = np.array([[3.0, 0.0, -1.0], [1.0, 2.0, 0.0]], np.float32)
+
+
+def test_listwise_distillation_paper_variant_by_hand():
+    from rqa_jax.losses import listwise_distillation_loss
+
+    want = np.mean([_kl(_softmax(d), _softmax(c)) for d, c in zip(DE, CE, strict=True)])
+    loss, m = listwise_distillation_loss(jnp.asarray(DE), jnp.asarray(CE), "paper")
+    np.testing.assert_allclose(loss, want, rtol=1e-5)
+    np.testing.assert_allclose(m["kl_per_query"], want, rtol=1e-5)
+    t2, _ = listwise_distillation_loss(jnp.asarray(DE), jnp.asarray(CE), "paper", temperature=2.0)
+    want_t2 = np.mean([_kl(_softmax(d / 2), _softmax(c / 2)) for d, c in zip(DE, CE, strict=True)])
+    np.testing.assert_allclose(t2, want_t2, rtol=1e-5)
+
+
+def test_listwise_distillation_released_code_variant_by_hand():
+    from rqa_jax.losses import listwise_distillation_loss
+
+    per_query = [_kl(_softmax(c), _softmax(d)) for d, c in zip(DE, CE, strict=True)]
+    loss, m = listwise_distillation_loss(jnp.asarray(DE), jnp.asarray(CE), "released_code")
+    np.testing.assert_allclose(loss, np.sum(per_query) / DE.size, rtol=1e-5)  # over all B·m
+    np.testing.assert_allclose(m["kl_per_query"], np.mean(per_query), rtol=1e-5)
+
+
+def test_reranker_gets_no_kl_gradient_in_released_code_and_some_in_paper():
+    from rqa_jax.losses import listwise_distillation_loss
+
+    for variant, moves in (("released_code", False), ("paper", True)):
+        g_ce = jax.grad(lambda c, v=variant: listwise_distillation_loss(jnp.asarray(DE), c, v)[0])(
+            jnp.asarray(CE)
+        )
+        g_de = jax.grad(lambda d, v=variant: listwise_distillation_loss(d, jnp.asarray(CE), v)[0])(
+            jnp.asarray(DE)
+        )
+        assert bool(jnp.any(g_ce != 0)) == moves
+        assert bool(jnp.all(g_ce == 0)) != moves
+        assert bool(jnp.any(g_de != 0))
+
+
+def test_joint_loss_is_reranker_ce_plus_weighted_kl():
+    from rqa_jax.losses import joint_loss, listwise_cross_entropy, listwise_distillation_loss
+
+    de, ce = jnp.asarray(DE), jnp.asarray(CE)
+    loss, m = joint_loss(de, ce, "paper", weight=0.5)
+    want = listwise_cross_entropy(ce)[0] + 0.5 * listwise_distillation_loss(de, ce, "paper")[0]
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    assert set(m) >= {"reranker_loss", "distillation_loss", "kl_per_query"}
+    with pytest.raises(ValueError, match="variant"):
+        joint_loss(de, ce, "both")
