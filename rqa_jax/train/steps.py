@@ -177,3 +177,51 @@ def cross_step_fn(
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return step
+
+
+def joint_step_fn(
+    retriever: DualEncoderNet,
+    reranker: CrossEncoderNet,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    variant: str = "paper",
+    weight: float = 1.0,
+    scale: float = 1.0,
+    temperature: float = 1.0,
+    dropout: bool = True,
+) -> Step:
+    """RocketQAv2's joint step (unjitted; :func:`jit_step` compiles it): one update of
+    ``params = {"retriever": ..., "reranker": ...}`` on lists of m passages per query,
+    positive first. The retriever scores its own list, ``scale``·<q, p> ([B, m], no in-batch
+    negatives, as v2), the re-ranker scores the same pairs; the loss is the re-ranker's
+    listwise CE + ``weight``·KL (:func:`rqa_jax.losses.joint_loss`, ``variant`` "paper" or
+    "released_code"). Batch: ``query`` [B, Lq], ``passages`` [B, m, Lp], ``pairs`` [B, m, Lc]."""
+    if variant not in losses.DISTILLATION_VARIANTS:
+        raise ValueError(f"variant must be one of {losses.DISTILLATION_VARIANTS}, got {variant!r}")
+
+    def step(state: TrainState, batch: dict[str, Any], rng: jax.Array):
+        b, m = batch["pairs"]["input_ids"].shape[:2]
+        passages = {k: v.reshape(b * m, v.shape[-1]) for k, v in batch["passages"].items()}
+        pairs = {k: v.reshape(b * m, v.shape[-1]) for k, v in batch["pairs"].items()}
+        de_rng, ce_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+
+        def loss_fn(params):
+            q, p = retriever.apply({"params": params["retriever"]}, batch["query"], passages,
+                                   deterministic=not dropout, rngs={"dropout": de_rng})  # fmt: skip
+            de_scores = scale * jnp.einsum("bh,bmh->bm", q.astype(jnp.float32),
+                                           p.reshape(b, m, -1).astype(jnp.float32))  # fmt: skip
+            logits = reranker.apply({"params": params["reranker"]}, pairs, deterministic=not dropout,
+                                    rngs={"dropout": ce_rng})  # fmt: skip
+            ce_scores = CrossEncoderNet.score(logits).reshape(b, m)
+            loss, metrics = losses.joint_loss(de_scores, ce_scores, variant, weight, temperature)
+            retriever_rank = jnp.sum(de_scores >= de_scores[:, :1], axis=-1)
+            return loss, {**metrics, "retriever_accuracy": jnp.mean(retriever_rank == 1)}
+
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
+                   "learning_rate": schedule(state.step)}  # fmt: skip
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    return step
