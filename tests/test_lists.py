@@ -178,3 +178,59 @@ def test_commands_over_files_mine_denoise_augment(tmp_path):
     }  # the best-scored of 0.95 ties: the first
     assert rqa(["denoise", "--run", str(tmp_path / "run"), "--qrels", str(tmp_path / "nope.tsv"), "--scores",
                 str(tmp_path / "scores"), *common, "--output", str(tmp_path / "x.tsv")]) == 1  # fmt: skip
+
+
+def test_sampled_lists_positive_first_distinct_negatives_from_top_n():
+    run = {**_run("q", 200), **_run("unjudged", 200)}
+    lists, st = L.sampled_lists(run, {"q": {"p5": 1, "p9": 1}}, list_size=8, depth=100, seed=2)
+    assert list(lists) == ["q"] and lists["q"][0] == "p5"
+    negs = lists["q"][1:]
+    assert (
+        len(set(negs)) == 7 and not {"p5", "p9"} & set(negs) and all(int(n[1:]) < 100 for n in negs)
+    )
+    assert (
+        L.sampled_lists(run, {"q": {"p5": 1}}, 8, 100, seed=2)[0]
+        == L.sampled_lists(run, {"q": {"p5": 1}}, 8, 100, seed=2)[0]
+    )
+    assert st.lists == 1
+
+
+def test_denoised_lists_drop_false_negatives_and_add_confident_positives():
+    run = {**_run("q", 100), **_run("u", 100), **_run("v", 100)}
+    scores = {
+        "q": {f"p{i}": (0.95 if i in (1, 2) else 0.5 if i == 3 else 0.01) for i in range(10)},
+        "u": {f"p{i}": (0.97 if i == 4 else 0.01) for i in range(10)},  # unlabeled, confident
+        "v": {f"p{i}": 0.5 for i in range(10)},  # unlabeled, nothing confident
+    }
+    lists, st = L.denoised_lists(run, {"q": {"p0": 1}}, scores, list_size=6, top=10, seed=0)
+    assert lists["q"][0] == "p0" and not {"p1", "p2", "p3"} & set(lists["q"])  # FN and unsure out
+    assert all(scores["q"][p] < 0.1 for p in lists["q"][1:])
+    assert lists["u"][0] == "p4" and "v" not in lists
+    assert st.as_dict() == {"lists": 2, "skipped_no_positive": 1, "skipped_too_few_candidates": 0,
+                            "pseudo_positive_lists": 1, "excluded_confident": 2}  # fmt: skip
+    small, st = L.denoised_lists(run, {"q": {"p0": 1}}, scores, list_size=12, top=10, seed=0)
+    assert len(small["q"]) == 12 and all(
+        int(p[1:]) >= 10 for p in small["q"][7:]
+    )  # topped up past top
+
+
+def test_joint_lists_written_in_rocketqav2_form_and_read_back(tmp_path):
+    corpus = {f"p{i}": (None if i % 2 else f"T{i}", f"text {i}") for i in range(6)}
+    n = L.write_joint(tmp_path / "v2.tsv", {"q": ["p0", "p1", "p2"], "r": ["p3", "p4", "p5"]},
+                      {"q": "first", "r": "second"}, corpus)  # fmt: skip
+    back = list(F.iter_joint_lists(tmp_path / "v2.tsv", 3))
+    assert n == 2 and [b.labels for b in back] == [(1, 0, 0)] * 2
+    assert back[0] == F.JointList(
+        "first", ("T0", None, "T2"), ("text 0", "text 1", "text 2"), (1, 0, 0)
+    )
+
+
+def test_joint_reader_treats_extra_positives_as_the_config_says(tmp_path):
+    path = tmp_path / "two_pos.tsv"
+    path.write_text("q\t-\ta\t1\nq\t-\tb\t1\nq\t-\tc\t0\nr\t-\td\t1\nr\t-\te\t0\nr\t-\tf\t0\n")
+    with pytest.raises(F.FormatError, match="extra_positives"):
+        list(F.iter_joint_lists(path, 3))
+    first = list(F.iter_joint_lists(path, 3, extra_positives="first"))
+    assert [b.labels for b in first] == [(1, 0, 0), (1, 0, 0)]
+    with pytest.warns(UserWarning, match="skipped 1 lists"):
+        assert [b.query for b in F.iter_joint_lists(path, 3, extra_positives="skip")] == ["r"]

@@ -593,14 +593,28 @@ def write_cross_train(path: str | Path, rows: Iterable[CrossTrainRow]) -> None:
     )
 
 
-def iter_joint_lists(path: str | Path, list_size: int) -> Iterator[JointList]:
+EXTRA_POSITIVES = ("error", "first", "skip")
+
+
+def iter_joint_lists(
+    path: str | Path, list_size: int, extra_positives: str = "error"
+) -> Iterator[JointList]:
     """RocketQAv2 lists: blocks of ``list_size`` cross-encoder lines for one query, the
-    positive (label 1) first and every other label 0. A wrong block is an error naming it."""
+    positive (label 1) first and every other label 0. A wrong block is an error naming it.
+
+    A block with further positives after the first (denoised lists can hold several) is an
+    error with ``extra_positives="error"``; ``"first"`` keeps it with only the first as the
+    positive (the listwise loss takes index 0), ``"skip"`` drops it (counted in a warning)."""
     if list_size < 2:
         raise ValueError(f"list_size must be at least 2, got {list_size}")
+    if extra_positives not in EXTRA_POSITIVES:
+        raise ValueError(
+            f"extra_positives must be one of {EXTRA_POSITIVES}, got {extra_positives!r}"
+        )
     block: list[tuple[int, CrossTrainRow]] = []
+    skipped = [0]
 
-    def finish() -> JointList:
+    def finish() -> JointList | None:
         first_line, first = block[0]
         for line_no, row in block:
             if row.query != first.query:
@@ -609,11 +623,16 @@ def iter_joint_lists(path: str | Path, list_size: int) -> Iterator[JointList]:
                     f"blocks of {list_size} lines must share one query (is list_size right?)"
                 )  # fmt: skip
         labels = tuple(r.label for _, r in block)
-        if labels[0] != 1 or any(labels[1:]):
+        if labels[0] != 1 or (any(labels[1:]) and extra_positives == "error"):
             raise FormatError(
                 path, first_line, f"a block must have its positive (label 1) first and only there, "
-                f"found labels {list(labels)}"
+                f"found labels {list(labels)} (extra_positives='first' or 'skip' accept further positives)"
             )  # fmt: skip
+        if any(labels[1:]):
+            if extra_positives == "skip":
+                skipped[0] += 1
+                return None
+            labels = (1,) + (0,) * (len(labels) - 1)
         return JointList(
             first.query, tuple(r.title for _, r in block), tuple(r.para for _, r in block), labels
         )
@@ -623,13 +642,19 @@ def iter_joint_lists(path: str | Path, list_size: int) -> Iterator[JointList]:
         last_line = line_no
         block.append((line_no, _labelled(path, line_no, cols)))
         if len(block) == list_size:
-            yield finish()
+            done = finish()
+            if done is not None:
+                yield done
             block = []
     if block:
         raise FormatError(
             path,
             last_line,
             f"the last block has {len(block)} lines, expected list_size={list_size}",
+        )
+    if skipped[0]:
+        warnings.warn(
+            f"{path}: skipped {skipped[0]} lists with more than one positive", stacklevel=2
         )
 
 

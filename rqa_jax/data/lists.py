@@ -315,3 +315,105 @@ def concat_files(out: str | Path, parts: Iterable[str | Path]) -> None:
         for part in parts:
             f.write(Path(part).read_text(encoding="utf-8"))
     tmp.replace(out)
+
+
+# ----------------------------------------------------------------------------- RocketQAv2 lists
+
+
+@dataclasses.dataclass
+class ListStats:
+    lists: int = 0
+    skipped_no_positive: int = 0
+    skipped_too_few_candidates: int = 0
+    pseudo_positive_lists: int = 0  # lists of unlabeled questions, positive from the re-ranker
+    excluded_confident: int = 0  # candidates kept out of the negatives as likely positives
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def sampled_lists(
+    run: Run, qrels: Qrels, list_size: int, depth: int = 1000, seed: int = 0
+) -> tuple[dict[str, list[str]], ListStats]:
+    """RocketQAv2's undenoised lists ("rand"): per judged query, its first labelled positive
+    then ``list_size`` − 1 distinct negatives drawn at random from the retriever's top
+    ``depth``, labelled positives excluded → ({qid: [pid, ...]} positive first, stats)."""
+    out: dict[str, list[str]] = {}
+    st = ListStats()
+    for qid, docs in run.items():
+        positives = _positives(qrels, qid)
+        if not positives:
+            st.skipped_no_positive += qid in qrels
+            continue
+        pool = [pid for pid, _ in docs[:depth] if pid not in set(positives)]
+        if len(pool) < list_size - 1:
+            st.skipped_too_few_candidates += 1
+            continue
+        out[qid] = [positives[0], *_rng(seed, qid).sample(pool, list_size - 1)]
+        st.lists += 1
+    return out, st
+
+
+def denoised_lists(
+    run: Run,
+    qrels: Qrels,
+    ce_scores: Scores,
+    list_size: int,
+    top: int = 50,
+    depth: int = 1000,
+    tau_neg: float = 0.1,
+    tau_pos: float = 0.9,
+    seed: int = 0,
+) -> tuple[dict[str, list[str]], ListStats]:
+    """RocketQAv2's denoised lists ("aug"): the re-ranker removes likely false negatives and
+    adds confident passages as positives. Per run query: the positive is the first labelled
+    one, or, for a question without labels, the top-``top`` candidate the re-ranker scores
+    highest when above ``tau_pos``; negatives are drawn among top-``top`` candidates scored
+    below ``tau_neg`` (never a labelled or confident positive), topped up at random from ranks
+    ``top``+1..``depth`` (never a confident positive)."""
+    out: dict[str, list[str]] = {}
+    st = ListStats()
+    for qid, docs in run.items():
+        qs = ce_scores.get(qid, {})
+        head = [pid for pid, _ in docs[:top] if pid in qs]
+        confident = {pid for pid in head if qs[pid] > tau_pos}
+        positives = _positives(qrels, qid)
+        if positives:
+            first = positives[0]
+        elif head and qs[max(head, key=lambda p: qs[p])] > tau_pos:
+            first = max(head, key=lambda p: qs[p])
+            st.pseudo_positive_lists += 1
+        else:
+            st.skipped_no_positive += 1
+            continue
+        keep_out = set(positives) | confident | {first}
+        st.excluded_confident += len(confident - set(positives) - {first})
+        rng = _rng(seed, qid)
+        usable = [pid for pid in head if qs[pid] < tau_neg and pid not in keep_out]
+        chosen = rng.sample(usable, min(list_size - 1, len(usable)))
+        if len(chosen) < list_size - 1:
+            tail = [pid for pid, _ in docs[top:depth] if pid not in keep_out]
+            chosen += rng.sample(tail, min(list_size - 1 - len(chosen), len(tail)))
+        if len(chosen) < list_size - 1:
+            st.skipped_too_few_candidates += 1
+            st.pseudo_positive_lists -= not positives
+            continue
+        out[qid] = [first, *chosen]
+        st.lists += 1
+    return out, st
+
+
+def write_joint(
+    path: str | Path, lists: Mapping[str, list[str]], queries: Mapping[str, str], corpus: Corpus
+) -> int:
+    """RocketQAv2's joint TSV: per list a block of lines ``query, title, para, label``, the
+    positive first; returns the number of lists."""
+    rows = []
+    for qid, pids in lists.items():
+        missing = next((p for p in pids if p not in corpus), None)
+        if missing is not None:
+            raise KeyError(f"passage id {missing!r} (query {qid!r}) is not in the corpus")
+        rows.append(F.JointList(queries[qid], tuple(corpus[p][0] for p in pids),
+                                tuple(corpus[p][1] for p in pids), (1,) + (0,) * (len(pids) - 1)))  # fmt: skip
+    F.write_joint_lists(path, rows)
+    return len(rows)
