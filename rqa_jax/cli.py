@@ -4,15 +4,13 @@ user's input print one clear line (file:line where there is one) and exit non-ze
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from rqa_jax.cli_pipeline import add_commands as add_pipeline_commands
 from rqa_jax.cli_pipeline import run_pipeline_command
+from rqa_jax.config_flags import config_with_overrides
 from rqa_jax.data.formats import ID_TEXT_FORMATS, FormatError
 from rqa_jax.data.tokenize import PAIR_FORMS, TITLE_FORMS
 from rqa_jax.models.bert import UnsupportedModelError
@@ -337,52 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_config(spec: str) -> Any:
-    """``path/to/config.py[:arg]`` → its ``get_config([arg])`` (a locked ConfigDict)."""
-    import importlib.util
-
-    path, _, arg = spec.partition(":")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"config file {path!r} does not exist")
-    # Experiment configs import their siblings (`from configs import common`): make the
-    # folder holding configs/ importable wherever rqa runs from.
-    root = str(Path(path).resolve().parent.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    module_spec = importlib.util.spec_from_file_location(f"rqa_config_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
-
-
-def apply_override(config: Any, dotted: str, raw: str) -> None:
-    """``--config.a.b=value``: the value is parsed as the type the key already has; a key
-    the config does not have is an error (a typo must not be silently ignored)."""
-    *parents, leaf = dotted.split(".")
-    node = config
-    for name in parents:
-        node = getattr(node, name, None)
-        if node is None:
-            raise ValueError(f"unknown config key {dotted!r}")
-    if leaf not in node:
-        raise ValueError(f"unknown config key {dotted!r}")
-    current = node[leaf]
-    if isinstance(current, bool):
-        if raw.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"config key {dotted!r} is a bool; got {raw!r}")
-        value: Any = raw.lower() in ("true", "1")
-    elif isinstance(current, int | float | str):
-        try:
-            value = type(current)(raw)
-        except ValueError:
-            raise ValueError(
-                f"config key {dotted!r} is {type(current).__name__}; got {raw!r}"
-            ) from None
-    else:
-        value = ast.literal_eval(raw)
-    setattr(node, leaf, value)
-
-
 def run_train(argv: Sequence[str]) -> int:
     """``rqa train --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``."""
     parser = argparse.ArgumentParser(
@@ -392,14 +344,7 @@ def run_train(argv: Sequence[str]) -> int:
     parser.add_argument("--workdir", required=True, help="checkpoints, metrics and exports go here")
     args, rest = parser.parse_known_args(argv)
     try:
-        config = load_config(args.config)
-        for item in rest:
-            key, eq, raw = item.partition("=")
-            if not key.startswith("--config.") or not eq:
-                raise ValueError(
-                    f"unexpected argument {item!r} (overrides look like --config.key=value)"
-                )
-            apply_override(config, key[len("--config.") :], raw)
+        config = config_with_overrides(args.config, rest)
     except (ValueError, FileNotFoundError, SyntaxError) as e:
         print(f"rqa train: error: {e}", file=sys.stderr)
         return 2
@@ -422,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "train":
         return run_train(argv[1:])
     if argv and argv[0] == "pipeline":
-        return run_pipeline_command(argv[1:], load_config, apply_override, USER_ERRORS)
+        return run_pipeline_command(argv[1:], USER_ERRORS)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

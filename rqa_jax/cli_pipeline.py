@@ -8,7 +8,8 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from rqa_jax.config_flags import config_with_overrides
 
 PIPELINES = ("v1",)
 
@@ -168,9 +169,7 @@ def _run_augment(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_pipeline_command(
-    argv: Sequence[str], load_config: Any, apply_override: Any, user_errors: tuple
-) -> int:
+def run_pipeline_command(argv: Sequence[str], user_errors: tuple) -> int:
     """``rqa pipeline v1 --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``."""
     parser = argparse.ArgumentParser(prog="rqa pipeline", description="RocketQA's steps as resumable stages",
                                      epilog="Overrides: --config.key=value (e.g. --config.retriever.learning_rate=1e-5)")  # fmt: skip
@@ -182,14 +181,7 @@ def run_pipeline_command(
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args, rest = parser.parse_known_args(argv)
     try:
-        config = load_config(args.config)
-        for item in rest:
-            key, eq, raw = item.partition("=")
-            if not key.startswith("--config.") or not eq:
-                raise ValueError(
-                    f"unexpected argument {item!r} (overrides look like --config.key=value)"
-                )
-            apply_override(config, key[len("--config.") :], raw)
+        config = config_with_overrides(args.config, rest)
     except (ValueError, FileNotFoundError, SyntaxError) as e:
         print(f"rqa pipeline: error: {e}", file=sys.stderr)
         return 2

@@ -95,3 +95,14 @@ def global_batch(local_batch: Any, mesh: Mesh) -> Any:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
     )
+
+
+def on_process_0(fn: Callable[[], Any], what: str) -> None:
+    """Runs ``fn`` (writing shared files) on process 0 alone; every process continues once
+    it is done."""
+    if jax.process_index() == 0:
+        fn()
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"rqa_jax: {what}")

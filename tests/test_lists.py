@@ -234,3 +234,35 @@ def test_joint_reader_treats_extra_positives_as_the_config_says(tmp_path):
     assert [b.labels for b in first] == [(1, 0, 0), (1, 0, 0)]
     with pytest.warns(UserWarning, match="skipped 1 lists"):
         assert [b.query for b in F.iter_joint_lists(path, 3, extra_positives="skip")] == ["r"]
+
+
+def test_rqa_score_command_saves_the_cross_encoders_scores(tmp_path, tiny_tokenizer):
+    """`rqa score` on users' files: each query's top candidates scored by the model, saved
+    as a run that `rqa denoise` reads; equal to the library's matching()."""
+    from test_rerank import make_ce
+
+    from rqa_jax.api import load_cross_encoder
+    from rqa_jax.cli import main as rqa
+
+    ce_dir, _, _ = make_ce(tmp_path, "v1", tiny_tokenizer)
+    corpus = {
+        "p0": ("title", "a big dog"),
+        "p1": (None, "the small cats"),
+        "p2": (None, "dog para"),
+    }
+    F.write_id_text(
+        tmp_path / "corpus.tsv", [F.TextRecord(p, t, ti) for p, (ti, t) in corpus.items()]
+    )
+    F.write_id_text(tmp_path / "queries.tsv", [F.TextRecord("q", "what is a dog")])
+    F.write_run(tmp_path / "run", {"q": [("p2", 3.0), ("p0", 2.0), ("p1", 1.0)]})
+    out = tmp_path / "ce.scores"
+    assert rqa(["score", "--model", str(ce_dir), "--run", str(tmp_path / "run"), "--queries",
+                str(tmp_path / "queries.tsv"), "--corpus", str(tmp_path / "corpus.tsv"), "--top", "2",
+                "--output", str(out), "--no-progress"]) == 0  # fmt: skip
+    got = L.read_scores(out)
+    want = load_cross_encoder(ce_dir).matching(
+        ["what is a dog"] * 2, ["dog para", "a big dog"], [None, "title"]
+    )
+    assert list(got) == ["q"] and list(got["q"]) == ["p2", "p0"]  # the top 2, in the run's order
+    # saved with 6 decimals; batch shapes differ from the one-off call: float32 noise ~1e-6
+    np.testing.assert_allclose([got["q"]["p2"], got["q"]["p0"]], want, atol=2e-5)

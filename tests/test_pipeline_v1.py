@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rqa_jax.cli import load_config
+from rqa_jax.config_flags import load_config
 from rqa_jax.data import formats as F
 from rqa_jax.pipelines.rocketqa_v1 import STAGES, run_pipeline
 

@@ -320,14 +320,18 @@ class DprSampledNegatives(Source):
                 for r, ex in zip(rows, read_rows(self.examples, where), strict=True)]  # fmt: skip
 
 
-class CorpusPairs(Source):
-    """Pointwise re-ranker examples stored as ``[query, corpus row, label]``."""
+class _CorpusRecords(Source):
+    """Stored records that name corpus rows; texts are read from the corpus store."""
 
     def __init__(self, records: Any, corpus: Any) -> None:
         self.records, self.corpus = records, corpus
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+class CorpusPairs(_CorpusRecords):
+    """Pointwise re-ranker examples stored as ``[query, corpus row, label]``."""
 
     def read(self, rows: Sequence[int], epoch: int = 0) -> list[Example]:
         records = read_rows(self.records, rows)
@@ -336,14 +340,8 @@ class CorpusPairs(Source):
                 for (q, _, label), p in zip(records, found, strict=True)]  # fmt: skip
 
 
-class CorpusLists(Source):
+class CorpusLists(_CorpusRecords):
     """Listwise re-ranker examples stored as ``[query, corpus rows, labels]``."""
-
-    def __init__(self, records: Any, corpus: Any) -> None:
-        self.records, self.corpus = records, corpus
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def read(self, rows: Sequence[int], epoch: int = 0) -> list[Example]:
         records = read_rows(self.records, rows)

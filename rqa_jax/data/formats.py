@@ -670,6 +670,29 @@ def write_joint_lists(path: str | Path, lists: Iterable[JointList]) -> None:
 # ----------------------------------------------------------------------------- runs
 
 
+def _run_line(path: str | Path, line_no: int, line: str) -> tuple[str, str, int, float]:
+    """One TREC (``qid Q0 pid rank score tag``) or RocketQA (``qid pid rank score``) run line
+    → (qid, pid, rank, score); a NaN score (what a broken search writes for padding rows)
+    is an error."""
+    cols = line.split()
+    if len(cols) == 6:
+        qid, _, pid, rank, score, _ = cols
+    elif len(cols) == 4:
+        qid, pid, rank, score = cols
+    else:
+        raise FormatError(
+            path, line_no, f"expected a TREC run line 'qid Q0 pid rank score tag' or "
+            f"'qid<TAB>pid<TAB>rank<TAB>score', found {len(cols)} columns"
+        )  # fmt: skip
+    try:
+        score_f = float(score)
+    except ValueError:
+        raise FormatError(path, line_no, f"score must be a number, found {score!r}") from None
+    if math.isnan(score_f):
+        raise FormatError(path, line_no, f"score of passage {pid!r} is NaN")
+    return qid, pid, _int(path, line_no, rank, "rank"), score_f
+
+
 def read_run(path: str | Path) -> Run:
     """A TREC run (``qid Q0 pid rank score tag``) or RocketQA's (``qid \\t pid \\t rank \\t score``),
     detected per line; each query's list is sorted by rank. A passage listed twice for one
@@ -678,27 +701,12 @@ def read_run(path: str | Path) -> Run:
     ranked: dict[str, list[tuple[int, str, float]]] = {}
     first_seen: dict[tuple[str, str], int] = {}
     for line_no, line in _lines(path):
-        cols = line.split()
-        if len(cols) == 6:
-            qid, _, pid, rank, score, _ = cols
-        elif len(cols) == 4:
-            qid, pid, rank, score = cols
-        else:
-            raise FormatError(
-                path, line_no, f"expected a TREC run line 'qid Q0 pid rank score tag' or "
-                f"'qid<TAB>pid<TAB>rank<TAB>score', found {len(cols)} columns"
-            )  # fmt: skip
-        try:
-            score_f = float(score)
-        except ValueError:
-            raise FormatError(path, line_no, f"score must be a number, found {score!r}") from None
-        if math.isnan(score_f):  # what a broken search writes for padding rows
-            raise FormatError(path, line_no, f"score of passage {pid!r} is NaN")
+        qid, pid, rank, score_f = _run_line(path, line_no, line)
         if (qid, pid) in first_seen:
             raise FormatError(path, line_no, f"passage {pid!r} is listed twice for query {qid!r} "
                               f"(first on line {first_seen[qid, pid]})")  # fmt: skip
         first_seen[qid, pid] = line_no
-        ranked.setdefault(qid, []).append((_int(path, line_no, rank, "rank"), pid, score_f))
+        ranked.setdefault(qid, []).append((rank, pid, score_f))
     return {
         q: [(pid, s) for _, pid, s in sorted(rows, key=lambda r: r[0])]
         for q, rows in ranked.items()
@@ -720,22 +728,7 @@ def iter_run_groups(
         return qid_now, ranked[:depth] if depth is not None else ranked
 
     for line_no, line in _lines(path):
-        cols = line.split()
-        if len(cols) == 6:
-            qid, _, pid, rank, score, _ = cols
-        elif len(cols) == 4:
-            qid, pid, rank, score = cols
-        else:
-            raise FormatError(
-                path, line_no, f"expected a TREC run line 'qid Q0 pid rank score tag' or "
-                f"'qid<TAB>pid<TAB>rank<TAB>score', found {len(cols)} columns"
-            )  # fmt: skip
-        try:
-            score_f = float(score)
-        except ValueError:
-            raise FormatError(path, line_no, f"score must be a number, found {score!r}") from None
-        if math.isnan(score_f):
-            raise FormatError(path, line_no, f"score of passage {pid!r} is NaN")
+        qid, pid, rank, score_f = _run_line(path, line_no, line)
         if qid != qid_now:
             if rows:
                 yield finish()
@@ -749,7 +742,7 @@ def iter_run_groups(
             raise FormatError(path, line_no, f"passage {pid!r} is listed twice for query {qid!r} "
                               f"(first on line {pids[pid]})")  # fmt: skip
         pids[pid] = line_no
-        rows.append((_int(path, line_no, rank, "rank"), pid, score_f))
+        rows.append((rank, pid, score_f))
     if rows:
         yield finish()
 

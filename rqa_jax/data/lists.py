@@ -123,8 +123,15 @@ def score_candidates(
 # ----------------------------------------------------------------------------- denoise
 
 
+class _Stats:
+    """Counts a step reports (``stats.json``)."""
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
 @dataclasses.dataclass
-class DenoiseStats:
+class DenoiseStats(_Stats):
     queries: int = 0
     positives: int = 0
     negatives: int = 0
@@ -133,9 +140,6 @@ class DenoiseStats:
     topped_up_queries: int = 0
     topped_up_negatives: int = 0
     queries_short_of_negatives: int = 0  # even ranks top+1..n did not have enough
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
 
 
 def denoise(
@@ -225,15 +229,12 @@ def false_negative_quality(
 
 
 @dataclasses.dataclass
-class AugmentStats:
+class AugmentStats(_Stats):
     questions: int = 0
     pseudo_positives: int = 0
     skipped_no_confident_positive: int = 0
     skipped_no_negative: int = 0
     negatives: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
 
 
 def augment(
@@ -321,15 +322,12 @@ def concat_files(out: str | Path, parts: Iterable[str | Path]) -> None:
 
 
 @dataclasses.dataclass
-class ListStats:
+class ListStats(_Stats):
     lists: int = 0
     skipped_no_positive: int = 0
     skipped_too_few_candidates: int = 0
     pseudo_positive_lists: int = 0  # lists of unlabeled questions, positive from the re-ranker
     excluded_confident: int = 0  # candidates kept out of the negatives as likely positives
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
 
 
 def sampled_lists(

@@ -155,6 +155,11 @@ def default_scann_params(n: int) -> dict[str, Any]:
     }
 
 
+def _uses_tree(n: int, params: dict[str, Any]) -> bool:
+    """Partitioning only for a corpus with at least 2 points per leaf (and > 1 leaf)."""
+    return n >= 2 * params["num_leaves"] and params["num_leaves"] > 1
+
+
 class ScannIndex:
     """ScaNN tree + asymmetric hashing + exact reordering (dot product).
 
@@ -185,7 +190,7 @@ class ScannIndex:
         builder = scann.scann_ops_pybind.builder(
             np.ascontiguousarray(embeddings, np.float32), 10, "dot_product"
         )
-        tree = n >= 2 * params["num_leaves"] and params["num_leaves"] > 1
+        tree = _uses_tree(n, params)
         if tree:
             builder = builder.tree(num_leaves=params["num_leaves"], num_leaves_to_search=params["num_leaves_to_search"],
                                    training_sample_size=params["training_sample_size"])  # fmt: skip
@@ -252,7 +257,7 @@ class ScannIndex:
         import scann
 
         n = params["count"]
-        tree = n >= 2 * params["num_leaves"] and params["num_leaves"] > 1
+        tree = _uses_tree(n, params)
         return cls(scann.scann_ops_pybind.load_searcher(str(d / "scann")), n, params["reorder"],
                    params.get("reorder_per_k", 2), params["num_leaves"] if tree else 1,
                    params["num_leaves_to_search"] if tree else 1)  # fmt: skip

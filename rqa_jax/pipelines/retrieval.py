@@ -12,6 +12,7 @@ import numpy as np
 from rqa_jax.data import formats as F
 from rqa_jax.data.formats import Qrels, Run
 from rqa_jax.eval.metrics import evaluate
+from rqa_jax.parallel import on_process_0
 
 Corpus = Mapping[str, tuple[str | None, str]]
 
@@ -36,10 +37,14 @@ class Retriever:
         from rqa_jax.models.hf import model_fingerprint
 
         self.model = load_dual_encoder(model_dir, batch_size=batch_size)
-        source = corpus_file(corpus, workdir.parent / "corpus.tsv")
         emb_dir = workdir / "corpus_embeddings"
-        encode_file(self.model, "passage", source, emb_dir, progress=progress, model_name=str(model_dir),
-                    model_fingerprint=model_fingerprint(model_dir))  # fmt: skip
+
+        def encode() -> None:  # resumable; skipped when this model already encoded the corpus
+            source = corpus_file(corpus, workdir.parent / "corpus.tsv")
+            encode_file(self.model, "passage", source, emb_dir, progress=progress, model_name=str(model_dir),
+                        model_fingerprint=model_fingerprint(model_dir))  # fmt: skip
+
+        on_process_0(encode, f"{emb_dir} encoded")
         self.index = Index.build(emb_dir, backend)
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:

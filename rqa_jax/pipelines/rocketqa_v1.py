@@ -30,8 +30,9 @@ import ml_collections
 
 from rqa_jax.data import formats as F
 from rqa_jax.data import lists as L
+from rqa_jax.parallel import on_process_0
 from rqa_jax.pipelines import retrieval as R
-from rqa_jax.pipelines.stages import Pipeline, on_process_0
+from rqa_jax.pipelines.stages import Pipeline
 
 STAGES = ("data", "de0", "ce", "denoise", "de1", "de1_undenoised", "augment", "de2")
 
@@ -102,6 +103,15 @@ def _train(base: ml_collections.ConfigDict, workdir: Path, **overrides: Any) -> 
     return workdir / "export"
 
 
+def _score(ce_export: str, run: F.Run, queries: dict[str, str], corpus: R.Corpus, out: Path, top: int,
+           progress: bool) -> L.Scores:  # fmt: skip
+    """The re-ranker's scores of each query's top candidates: computed (resumably) and saved
+    by process 0, read back by every process."""
+    on_process_0(lambda: L.score_candidates(R.cross_scorer(ce_export), run, queries, corpus, out, top,
+                                            progress=progress), f"{out} scored")  # fmt: skip
+    return L.read_scores(out)
+
+
 def _write_run(path: Path, run: F.Run) -> None:
     on_process_0(lambda: F.write_run(path, run), f"{path.name} written")
 
@@ -116,16 +126,19 @@ def run_pipeline(
     pipe = Pipeline(work)
     root = data_root(config, work)
 
+    loaded: list[Dataset] = []
+
     def data_stage(d: Path) -> dict[str, Any]:
         if config.data.source == "sample":
             on_process_0(lambda: _generate_sample(config, root), "sample data")
-        ds = Dataset(root, config.data.unlabeled_queries)
+        loaded.append(Dataset(root, config.data.unlabeled_queries))
+        ds = loaded[0]
         return {"root": str(root), "passages": len(ds.corpus), "train_queries": len(ds.queries["train"]),
                 "dev_queries": len(ds.queries["dev"]), "unlabeled_questions": len(ds.unlabeled),
                 "planted_false_negatives": sum(len(v) for v in ds.planted.values())}  # fmt: skip
 
     pipe.run("data", data_stage)
-    ds = Dataset(root, config.data.unlabeled_queries)
+    ds = loaded[0] if loaded else Dataset(root, config.data.unlabeled_queries)
     ev = config.eval
 
     def evaluate_retriever(d: Path, export: Path, train_run: bool) -> dict[str, Any]:
@@ -163,8 +176,8 @@ def run_pipeline(
     def denoise_stage(d: Path) -> dict[str, Any]:
         run = F.read_run(de0_dir / "train.run")
         judged = {q: run[q] for q in run if q in ds.qrels["train"]}
-        scores = L.score_candidates(R.cross_scorer(ce["export"]), {q: r[: dn.top] for q, r in judged.items()},
-                                    ds.queries["train"], ds.corpus, d / "ce_top.scores", dn.top, progress=progress)  # fmt: skip
+        scores = _score(ce["export"], {q: r[: dn.top] for q, r in judged.items()}, ds.queries["train"],
+                        ds.corpus, d / "ce_top.scores", dn.top, progress)  # fmt: skip
         pairs, stats, dropped = L.denoise(judged, ds.qrels["train"], scores, dn.per_positive, dn.top,
                                           config.mine.depth, dn.tau_neg, dn.seed, dn.pick)  # fmt: skip
         out = {"stats": stats.as_dict()}
@@ -202,11 +215,15 @@ def run_pipeline(
         if not ds.unlabeled:
             raise ValueError("augment: no unlabeled questions (data.unlabeled_queries, or the "
                              "sample's queries.unlabeled.tsv)")  # fmt: skip
-        retriever = R.Retriever(de1["export"], ds.corpus, d, ev.index_backend, progress=progress)
+        # de1's stage dir holds its corpus embeddings: reused, not encoded again
+        retriever = R.Retriever(
+            de1["export"], ds.corpus, work / "de1", ev.index_backend, progress=progress
+        )
         run = retriever.search(ds.unlabeled, au.top)
         _write_run(d / "unlabeled.run", run)
-        scores = L.score_candidates(R.cross_scorer(ce["export"]), run, ds.unlabeled, ds.corpus,
-                                    d / "ce_top.scores", au.top, progress=progress)  # fmt: skip
+        scores = _score(
+            ce["export"], run, ds.unlabeled, ds.corpus, d / "ce_top.scores", au.top, progress
+        )
         pairs, stats = L.augment(run, scores, au.negatives, au.top, au.tau_pos, au.tau_neg, au.seed)
         out: dict[str, Any] = {"stats": stats.as_dict()}
         hidden = ds.root / "qrels.unlabeled.hidden.tsv"

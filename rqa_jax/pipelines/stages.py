@@ -4,8 +4,8 @@ interrupted runs again and its own steps resume (training from its checkpoint, e
 and scoring from their progress files), so killing a pipeline anywhere and running the same
 command again finishes the job without redoing what was finished.
 
-Multi-host: training runs on every process; the stage's other work (encoding, search,
-scoring, writing files) runs on process 0 while the others wait at a barrier.
+Multi-host: training and search run on every process; what writes files (corpus encoding,
+cross-encoder scoring, runs, data, ``done.json``) runs on process 0 while the others wait.
 """
 
 from __future__ import annotations
@@ -16,23 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
+from rqa_jax.parallel import on_process_0
 
 DONE = "done.json"
-
-
-def barrier(name: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(f"rqa_jax pipeline: {name}")
-
-
-def on_process_0(fn: Callable[[], Any], name: str) -> None:
-    """Runs ``fn`` on process 0; every process continues once it is done."""
-    if jax.process_index() == 0:
-        fn()
-    barrier(name)
 
 
 class Pipeline:

@@ -107,22 +107,12 @@ def tokenizer_for(config: ml_collections.ConfigDict) -> Any:
     return load_tokenizer(tower_dirs(config.model_dir)[0])
 
 
-def _on_process_0(write: Any, what: str) -> None:
-    """Shared files are written by process 0 alone; the others wait for it."""
-    from jax.experimental import multihost_utils
-
-    if jax.process_index() == 0:
-        write()
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(f"rqa_jax: {what} ready")
-
-
 def _marco_root(d: ml_collections.ConfigDict, workdir: Path) -> Path:
     """The MS MARCO-format dir of ``data.source`` marco (``data.dir``) or sample (generated
     once into ``workdir/data``)."""
     root = Path(d.dir) if d.source == "marco" else workdir / "data"
     if d.source == "sample" and not (root / "qrels.dev.tsv").is_file():
-        _on_process_0(lambda: generate(root, seed=d.sample_seed), "sample data")
+        parallel.on_process_0(lambda: generate(root, seed=d.sample_seed), "sample data")
     return root
 
 
@@ -143,7 +133,7 @@ def _stored(d: ml_collections.ConfigDict, workdir: Path, kind: str, files: list[
             return store.ensure_corpus(root, files, records, params, progress=progress)
         return store.ensure(root, kind, files, params, records, progress=progress)
 
-    _on_process_0(lambda: make(True), f"{kind} store")
+    parallel.on_process_0(lambda: make(True), f"{kind} store")
     return make(jax.process_index() == 0)
 
 
@@ -237,7 +227,9 @@ def dual_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Any, De
             config.seed,
         )
     elif d.source == "tfds":
-        _on_process_0(lambda: tfds_builders.build(d.tfds_name, d.dir, d.tfds_dir), "TFDS build")
+        parallel.on_process_0(
+            lambda: tfds_builders.build(d.tfds_name, d.dir, d.tfds_dir), "TFDS build"
+        )
         builder = tfds_builders.build(d.tfds_name, d.dir, d.tfds_dir)  # reuses the built files
         examples = tfds_builders.data_source(builder, "train")
         if d.tfds_name == "nq_dpr":  # DPR form -> dual form, negatives sampled per epoch

@@ -23,6 +23,22 @@ from rqa_jax.train.state import TrainState
 Step = Callable[[TrainState, dict[str, Any], jax.Array], tuple[TrainState, dict[str, jax.Array]]]
 
 
+def apply_gradients(
+    state: TrainState,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    grads: Any,
+    loss: jax.Array,
+    metrics: dict[str, jax.Array],
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """The end of every step: the optimizer update, and the metrics every step reports."""
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
+               "learning_rate": schedule(state.step)}  # fmt: skip
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
 def dual_step_fn(
     net: DualEncoderNet,
     tx: optax.GradientTransformation,
@@ -48,11 +64,7 @@ def dual_step_fn(
             )
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "learning_rate": schedule(state.step)}  # fmt: skip
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return apply_gradients(state, tx, schedule, grads, loss, metrics)
 
     return step
 
@@ -166,15 +178,7 @@ def cross_step_fn(
             )
         else:
             (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {
-            **metrics,
-            "loss": loss,
-            "grad_norm": optax.tree.norm(grads),
-            "learning_rate": schedule(state.step),
-        }
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return apply_gradients(state, tx, schedule, grads, loss, metrics)
 
     return step
 
@@ -218,10 +222,6 @@ def joint_step_fn(
             return loss, {**metrics, "retriever_accuracy": jnp.mean(retriever_rank == 1)}
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "learning_rate": schedule(state.step)}  # fmt: skip
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return apply_gradients(state, tx, schedule, grads, loss, metrics)
 
     return step
