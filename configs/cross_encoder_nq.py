@@ -34,7 +34,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.adam_epsilon = 1e-8  # Paddle's Adam default (model/src/optimization.py never sets it)
     c.dtype = "bfloat16"
     c.remat = True  # ERNIE large at 160 tokens
-    if arg == "runlocal":
+    if arg == "runlocal":  # minutes on a laptop CPU: a tiny random model, the sample
+        common.tiny_model(c)
         c.data.source, c.train_batch_size, c.num_epochs, c.num_train_steps = "sample", 8, 0, 10
         c.dtype, c.remat, c.cross_max_len = "float32", False, 64
         c.log_every, c.eval_every, c.checkpoint_every = 5, 0, 10

@@ -38,7 +38,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # 8.8M passages are too many to encode at every evaluation: the judged passages + a fixed
     # random sample, 200k in all (metrics dev_mrr@10[sample200000]); "full" on a small corpus
     c.data.dev_corpus = "sample:200000"
-    if arg == "runlocal":
+    if arg == "runlocal":  # minutes on a laptop CPU: a tiny random model, the sample
+        common.tiny_model(c)
         c.data.source, c.train_batch_size, c.num_epochs, c.num_train_steps = "sample", 8, 0, 20
         c.dtype, c.eval_every, c.log_every, c.checkpoint_every = "float32", 10, 5, 10
         c.q_max_len, c.p_max_len = 24, 48

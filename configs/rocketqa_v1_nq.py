@@ -27,7 +27,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.num_epochs = 30  # run_nq.sh: 30 epochs for every dual-encoder step
     c.adam_epsilon = 1e-8  # Paddle's Adam default (model/src/optimization.py never sets it)
     c.dtype = "bfloat16"
-    if arg == "runlocal":
+    if arg == "runlocal":  # minutes on a laptop CPU: a tiny random model, the sample
+        common.tiny_model(c)
         c.data.source, c.train_batch_size, c.num_epochs, c.num_train_steps = "sample", 8, 0, 20
         c.dtype, c.log_every, c.checkpoint_every = "float32", 5, 10
         c.q_max_len, c.p_max_len = 24, 48

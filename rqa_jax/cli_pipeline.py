@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rqa_jax.config_flags import config_with_overrides
 
-PIPELINES = ("v1",)
+PIPELINES = ("v1", "v2")
 
 
 def _corpus(path: str, titles: str | None) -> dict[str, tuple[str | None, str]]:
@@ -170,10 +170,11 @@ def _run_augment(args: argparse.Namespace) -> int:
 
 
 def run_pipeline_command(argv: Sequence[str], user_errors: tuple) -> int:
-    """``rqa pipeline v1 --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``."""
+    """``rqa pipeline v1|v2 --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``."""
     parser = argparse.ArgumentParser(prog="rqa pipeline", description="RocketQA's steps as resumable stages",
                                      epilog="Overrides: --config.key=value (e.g. --config.retriever.learning_rate=1e-5)")  # fmt: skip
-    parser.add_argument("which", choices=PIPELINES, help="v1: RocketQA's four steps")
+    parser.add_argument("which", choices=PIPELINES,
+                        help="v1: RocketQA's four steps; v2: RocketQAv2's joint training from v1's models")  # fmt: skip
     parser.add_argument("--config", required=True, help="configs/X.py[:arg] with get_config()")
     parser.add_argument(
         "--workdir", required=True, help="stage dirs, report.json and report.md go here"
@@ -185,7 +186,10 @@ def run_pipeline_command(argv: Sequence[str], user_errors: tuple) -> int:
     except (ValueError, FileNotFoundError, SyntaxError) as e:
         print(f"rqa pipeline: error: {e}", file=sys.stderr)
         return 2
-    from rqa_jax.pipelines.rocketqa_v1 import run_pipeline
+    if args.which == "v1":
+        from rqa_jax.pipelines.rocketqa_v1 import run_pipeline
+    else:
+        from rqa_jax.pipelines.rocketqa_v2 import run_pipeline
 
     try:
         report = run_pipeline(config, args.workdir, progress=not args.no_progress)

@@ -85,3 +85,33 @@ def test_pipeline_configs_have_paper_settings_and_a_runlocal_on_the_sample():
         assert small.data.source == "sample" and small.retriever.num_train_steps <= 4
     demo = demo_pipeline_v1.get_config()
     assert demo.ablation_undenoised and demo.data.sample.false_negative_share > 0
+
+
+def test_v2_configs_carry_the_released_values():
+    """RocketQAv2: run_joint_model_train.sh and the paper's §4.1 (each line names its source)."""
+    from configs import rocketqa_v2_marco, rocketqa_v2_nq
+
+    marco, nq = rocketqa_v2_marco.get_config(), rocketqa_v2_nq.get_config()
+    for c, m, lists, epochs in ((marco, 128, 96, 2), (nq, 32, 384, 3)):
+        assert (c.task, c.list_size, c.train_batch_size, c.num_epochs) == (
+            "joint",
+            m,
+            lists,
+            epochs,
+        )
+        assert (c.learning_rate, c.warmup_proportion, c.weight_decay) == (1e-5, 0.0, 0.01)
+        assert (c.pair_form, c.q_max_len, c.p_max_len, c.cross_q_max_len) == ("v2", 32, 128, 32)
+        assert (c.kl_weight, c.temperature, c.cross_batch_weight) == (1.0, 1.0, 0.0)
+        assert c.distillation == "released_code" and c.reranker.cross_head == "v2"
+        assert (c.dtype, c.remat) == ("bfloat16", True)  # --use_mix_precision, --use_recompute
+    # lines per GPU: 384 = 3 lists of 128 = 12 lists of 32
+    assert marco.train_batch_size * 128 == nq.train_batch_size * 32
+
+
+def test_joint_config_has_no_keys_it_would_ignore():
+    """One model's settings live under retriever/reranker; nothing at the top names a model."""
+    c = common.get_joint_config()
+    for key in ("model_dir", "pooling", "normalize", "tie_towers", "fgm_epsilon", "objective"):
+        assert key not in c, key
+    for key in ("negatives", "num_random_negatives", "cross_negatives_per_query"):
+        assert key not in c.data, key

@@ -146,9 +146,12 @@ def cross_from_tsv(path: str | Path) -> Iterator[Example]:
         yield {"query": r.query, "title": r.title or "", "para": r.para, "label": r.label}
 
 
-def joint_from_tsv(path: str | Path, list_size: int) -> Iterator[Example]:
-    """RocketQAv2 list TSV: one example per block of ``list_size`` lines."""
-    for jl in F.iter_joint_lists(path, list_size):
+def joint_from_tsv(
+    path: str | Path, list_size: int, extra_positives: str = "error"
+) -> Iterator[Example]:
+    """RocketQAv2 list TSV: one example per block of ``list_size`` lines (blocks with more
+    than one positive: see :func:`rqa_jax.data.formats.iter_joint_lists`)."""
+    for jl in F.iter_joint_lists(path, list_size, extra_positives):
         yield {"query": jl.query, "titles": [t or "" for t in jl.titles], "paras": list(jl.paras),
                "labels": list(jl.labels)}  # fmt: skip
 

@@ -329,6 +329,29 @@ def load_cross_encoder(
     return config, head, params
 
 
+def load_cross_encoder_head(model_dir: str | Path) -> str | None:
+    """The head a cross-encoder dir holds (what :func:`load_cross_encoder` picks by default)."""
+    path = check_model_dir(model_dir)
+    raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    own = path / "rqa_jax.json"
+    saved = json.loads(own.read_text(encoding="utf-8")) if own.is_file() else {}
+    n_labels = len(raw.get("id2label") or {}) or int(raw.get("num_labels", 2))
+    return saved.get("head") or {2: "v1", 1: "pooler_logit"}.get(n_labels)
+
+
+def v1_head_as_log_odds(params: dict[str, Any]) -> dict[str, Any]:
+    """A v1 re-ranker (pooler → 2 logits, score P(relevant)) as a ``pooler_logit`` head whose
+    one logit is the log-odds l1 − l0: the same ranking, on a scale a listwise softmax can
+    use (probabilities in [0, 1] would make every list nearly uniform). Exact: the head is
+    linear, so (W1 − W0)·x + (b1 − b0) = l1 − l0."""
+    kernel, bias = (
+        np.asarray(params["classifier"]["kernel"]),
+        np.asarray(params["classifier"]["bias"]),
+    )
+    return {**params, "classifier": {"kernel": kernel[:, 1:] - kernel[:, :1],
+                                     "bias": bias[1:] - bias[:1]}}  # fmt: skip
+
+
 def model_fingerprint(model_dir: str | Path) -> str:
     """sha256 over a model dir's config and weight files (recursively, sorted): equal for the
     same model wherever it is stored, different after any change to its weights."""

@@ -18,11 +18,11 @@ Corpus = Mapping[str, tuple[str | None, str]]
 
 
 def corpus_file(corpus: Corpus, path: Path) -> Path:
-    """The corpus as ``pid \\t text \\t title`` (written once), what :func:`encode` reads."""
+    """The corpus as ``pid \\t text \\t title`` (written once), what :func:`encode` reads:
+    the passages with their titles, as training saw them."""
     if not path.is_file():
-        F.write_id_text(
-            path, [F.TextRecord(pid, text, title) for pid, (title, text) in corpus.items()]
-        )
+        records = [F.TextRecord(pid, text, title) for pid, (title, text) in corpus.items()]
+        F.write_id_text(path, records, with_title=True)
     return path
 
 
@@ -40,7 +40,7 @@ class Retriever:
         emb_dir = workdir / "corpus_embeddings"
 
         def encode() -> None:  # resumable; skipped when this model already encoded the corpus
-            source = corpus_file(corpus, workdir.parent / "corpus.tsv")
+            source = corpus_file(corpus, workdir.parent / "corpus.titled.tsv")
             encode_file(self.model, "passage", source, emb_dir, progress=progress, model_name=str(model_dir),
                         model_fingerprint=model_fingerprint(model_dir))  # fmt: skip
 

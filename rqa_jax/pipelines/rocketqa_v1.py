@@ -116,16 +116,9 @@ def _write_run(path: Path, run: F.Run) -> None:
     on_process_0(lambda: F.write_run(path, run), f"{path.name} written")
 
 
-def run_pipeline(
-    config: ml_collections.ConfigDict, workdir: str | Path, progress: bool = True
-) -> dict[str, Any]:
-    """Runs (or resumes) every stage; returns the report (also written to
-    ``workdir/report.json`` and ``report.md``) plus ``ran``: the stages that did work in
-    this call (none when the pipeline had finished before)."""
-    work = Path(workdir)
-    pipe = Pipeline(work)
-    root = data_root(config, work)
-
+def load_data(config: ml_collections.ConfigDict, pipe: Pipeline) -> Dataset:
+    """The ``data`` stage (the sample generated once, counts recorded) and the dataset."""
+    root = data_root(config, pipe.workdir)
     loaded: list[Dataset] = []
 
     def data_stage(d: Path) -> dict[str, Any]:
@@ -138,7 +131,25 @@ def run_pipeline(
                 "planted_false_negatives": sum(len(v) for v in ds.planted.values())}  # fmt: skip
 
     pipe.run("data", data_stage)
-    ds = loaded[0] if loaded else Dataset(root, config.data.unlabeled_queries)
+    return loaded[0] if loaded else Dataset(root, config.data.unlabeled_queries)
+
+
+def run_pipeline(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    progress: bool = True,
+    until: str | None = None,
+) -> dict[str, Any]:
+    """Runs (or resumes) every stage; returns the report (also written to
+    ``workdir/report.json`` and ``report.md``) plus ``ran``: the stages that did work in
+    this call (none when the pipeline had finished before). ``until="ce"`` stops after the
+    first retriever and the re-ranker (what RocketQAv2 starts from), without a report."""
+    if until not in (None, "ce"):
+        raise ValueError(f"until must be None or 'ce', got {until!r}")
+    work = Path(workdir).absolute()  # the paths it records stay valid from any directory
+    pipe = Pipeline(work)
+    ds = load_data(config, pipe)
+    root = ds.root
     ev = config.eval
 
     def evaluate_retriever(d: Path, export: Path, train_run: bool) -> dict[str, Any]:
@@ -171,6 +182,8 @@ def run_pipeline(
         return {"export": str(export), "reranked": f"de0 top {ev.rerank_top}", "mrr@10": mrr}
 
     ce = pipe.run("ce", ce_stage)
+    if until == "ce":
+        return {"stages": {"de0": de0, "ce": ce}, "ran": pipe.ran}
     dn = config.denoise
 
     def denoise_stage(d: Path) -> dict[str, Any]:

@@ -86,6 +86,22 @@ def init_dual_params(
     return _to_mesh(jax.tree.map(np.asarray, host), shardings), shardings
 
 
+JOINT_PARTS = ("retriever", "reranker")
+
+
+def joint_part(config: ml_collections.ConfigDict, part: str) -> ml_collections.ConfigDict:
+    """One model's view of a joint config: the shared keys plus ``config.<part>``'s (model
+    dir, pooling, head, ...), in the shape the dual/cross builders read. The re-ranker's
+    view is listwise, as RocketQAv2 trains it."""
+    if part not in JOINT_PARTS:
+        raise ValueError(f"part must be one of {JOINT_PARTS}, got {part!r}")
+    view = {k: v for k, v in config.to_dict().items() if k not in JOINT_PARTS}
+    view.update(config[part].to_dict())
+    if part == "reranker":
+        view.update(objective="listwise")
+    return ml_collections.ConfigDict(view)
+
+
 def tower_dirs(model_dir: str | Path) -> list[Path]:
     """``[query_encoder/, passage_encoder/]`` of a two-tower dir (``rqa train``'s export, or
     ``rqa convert rocketqa`` of a dual encoder), else ``[model_dir]``: each tower then starts
@@ -114,6 +130,14 @@ def _marco_root(d: ml_collections.ConfigDict, workdir: Path) -> Path:
     if d.source == "sample" and not (root / "qrels.dev.tsv").is_file():
         parallel.on_process_0(lambda: generate(root, seed=d.sample_seed), "sample data")
     return root
+
+
+def dev_root(d: ml_collections.ConfigDict, workdir: Path) -> Path | None:
+    """Where the MS MARCO-form dev files are: the data dir of ``sample`` / ``marco``, else
+    ``data.dir`` when set (a TSV-trained run can still be evaluated), else None."""
+    if d.source in ("sample", "marco"):
+        return _marco_root(d, workdir)
+    return Path(d.dir) if d.dir else None
 
 
 def _cache_root(d: ml_collections.ConfigDict, workdir: Path) -> Path:
@@ -362,7 +386,17 @@ def init_cross_params(
         json.loads((Path(config.model_dir) / "config.json").read_text()).get("architectures") or []
     )
     if any(a.endswith("ForSequenceClassification") for a in archs):
-        _, _, params = hf.load_cross_encoder(config.model_dir, config.cross_head)
+        head, saved_head = config.cross_head, hf.load_cross_encoder_head(config.model_dir)
+        if head == "v2" and saved_head == "v1":
+            raise ValueError(
+                f"{config.model_dir} is a v1 re-ranker (2 labels): it cannot take the v2 head; "
+                "cross_head='pooler_logit' continues it as one logit, its log-odds (same ranking)"
+            )
+        if head == "pooler_logit" and saved_head == "v1":
+            _, _, params = hf.load_cross_encoder(config.model_dir, "v1")
+            params = hf.v1_head_as_log_odds(params)
+        else:
+            _, _, params = hf.load_cross_encoder(config.model_dir, head)
     else:
         _, bert = hf.load_bert(config.model_dir, param_dtype=DTYPES[config.param_dtype])
         head = jax.tree.map(np.asarray, jax.jit(fresh)())
@@ -390,10 +424,10 @@ def cross_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[E.Sour
     if d.source == "rocketqa_tsv":
         path = Path(d.path)
         if listwise:
-            records = lambda: map(E.joint_record, E.joint_from_tsv(path, config.list_size))  # noqa: E731
-            stored = _stored(
-                d, workdir, "joint_tsv", [path], {"list_size": config.list_size}, records
-            )
+            extra = d.extra_positives
+            records = lambda: map(E.joint_record, E.joint_from_tsv(path, config.list_size, extra))  # noqa: E731
+            stored = _stored(d, workdir, "joint_tsv", [path],
+                             {"list_size": config.list_size, "extra_positives": extra}, records)  # fmt: skip
             return E.MappedSource(store.RecordStore(stored), E.joint_from_record), None
         records = lambda: map(E.cross_record, E.cross_from_tsv(path))  # noqa: E731
         stored = _stored(d, workdir, "cross_tsv", [path], {}, records)
@@ -407,11 +441,12 @@ def cross_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[E.Sour
     if run is None and jax.process_index() == 0:
         print("rqa train: no data.train_run: the re-ranker's negatives are random corpus passages "
               "(RocketQA samples them from the retriever's top 1000 for each train query)")  # fmt: skip
-    params = {"objective": config.objective, "negatives": d.cross_negatives_per_query,
+    negatives = 0 if listwise else d.cross_negatives_per_query
+    params = {"objective": config.objective, "negatives": negatives,
               "list_size": config.list_size, "depth": d.negative_depth, "seed": config.seed,
               "corpus": corpus.dir.name}  # fmt: skip
     records = lambda: E.cross_marco_records(  # noqa: E731
-        queries, qrels, corpus, run, config.objective, d.cross_negatives_per_query,
+        queries, qrels, corpus, run, config.objective, negatives,
         config.list_size, d.negative_depth, config.seed,
     )  # fmt: skip
     files = [queries, qrels, *([run] if run else [])]

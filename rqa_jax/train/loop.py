@@ -34,8 +34,14 @@ from rqa_jax.data.loader import BatchSpec, Loader
 from rqa_jax.models import hf
 from rqa_jax.train import builders
 from rqa_jax.train.dev_eval import DevEvaluator
-from rqa_jax.train.state import TrainState, init_state, make_optimizer, rocketqa_schedule
-from rqa_jax.train.steps import cross_step_fn, dual_step_fn, jit_step
+from rqa_jax.train.state import (
+    TrainState,
+    init_state,
+    make_joint_optimizer,
+    make_optimizer,
+    rocketqa_schedule,
+)
+from rqa_jax.train.steps import cross_step_fn, dual_step_fn, jit_step, joint_step_fn
 
 log = logging.getLogger(__name__)
 Hook = Callable[[int, dict[str, float]], None]
@@ -117,10 +123,19 @@ def _abstract(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
 
 
-# Config keys that change the parameter tree: checkpoints made with other values cannot be
-# restored into this run, and are not "corrupted" either.
+# Config keys (dotted for nested ones) that change the parameter tree: checkpoints made with
+# other values cannot be restored into this run, and are not "corrupted" either.
 SHAPE_KEYS = ("task", "model_dir", "model_config", "tie_towers", "scan_layers", "param_dtype",
-              "cross_head")  # fmt: skip
+              "cross_head", "retriever.model_dir", "retriever.model_config", "retriever.tie_towers",
+              "reranker.model_dir", "reranker.model_config", "reranker.cross_head")  # fmt: skip
+
+
+def _dotted(tree: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
 
 
 def _check_same_model(mngr: ocp.CheckpointManager, config: ml_collections.ConfigDict) -> None:
@@ -134,9 +149,9 @@ def _check_same_model(mngr: ocp.CheckpointManager, config: ml_collections.Config
     except Exception:  # unreadable config: the restore that follows reports the checkpoint
         return
     now = config.to_dict()
-    changed = [k for k in SHAPE_KEYS if saved.get(k) != now.get(k)]
+    changed = [k for k in SHAPE_KEYS if _dotted(saved, k) != _dotted(now, k)]
     if changed:
-        was = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
+        was = ", ".join(f"{k}={_dotted(saved, k)!r}" for k in changed)
         raise ValueError(f"{mngr.directory} holds checkpoints of another model ({was}); "
                          "use a new --workdir or the same model settings")  # fmt: skip
 
@@ -209,12 +224,9 @@ def _move_aside(checkpoints: Path, step: int) -> None:
     multihost_utils.sync_global_devices(f"rqa_jax: moved checkpoint {step} aside")
 
 
-def export_dual(
-    workdir: Path, config: ml_collections.ConfigDict, params: Any, tokenizer: Any
-) -> Path:
-    """Writes the towers as HF dirs under ``workdir/export`` (one dir if tied, else
-    ``query_encoder/`` + ``passage_encoder/``) that :func:`rqa_jax.load_model` reads back."""
-    out = workdir / "export"
+def export_dual(out: Path, config: ml_collections.ConfigDict, params: Any, tokenizer: Any) -> Path:
+    """Writes the towers as HF dirs under ``out`` (one dir if tied, else ``query_encoder/`` +
+    ``passage_encoder/``) that :func:`rqa_jax.load_model` reads back."""
     bert_config = builders.bert_config_for(config)
     settings = {"pooling": config.pooling, "normalize": config.normalize, "q_max_len": config.q_max_len,
                 "p_max_len": config.p_max_len, "title_form": config.title_form}  # fmt: skip
@@ -244,6 +256,8 @@ class Task:
     make_step: Callable[[optax.GradientTransformation, optax.Schedule, Mesh], Any]
     evaluator: Callable[[Any], dict[str, float]] | None
     export: Callable[[Path, Any], Path | None]
+    # (total steps) -> optimizer; None: make_optimizer from the config's top-level keys
+    optimizer: Callable[[int], optax.GradientTransformation] | None = None
 
 
 def dual_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
@@ -263,20 +277,61 @@ def dual_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
         spec=spec,
         init_params=lambda mesh: builders.init_dual_params(config, net, mesh)[0],
         make_step=lambda tx, schedule, mesh: dual_step_fn(
-            net, tx, mesh, schedule, config.logit_scale, config.cross_batch, config.dropout
+            net,
+            tx,
+            mesh,
+            schedule,
+            config.logit_scale,
+            config.cross_batch,
+            config.dropout,
+            config.grad_cache_chunk,
         ),
         evaluator=evaluator,
-        export=lambda out, params: export_dual(out, config, params, tokenizer),
+        export=lambda workdir, params: export_dual(workdir / "export", config, params, tokenizer),
     )
+
+
+def export_cross(out: Path, config: ml_collections.ConfigDict, bert_config: Any, params: Any,
+                 tokenizer: Any) -> Path:  # fmt: skip
+    """The re-ranker as an HF sequence-classification dir, with its input settings."""
+    input_form = {"pair_form": config.pair_form, "title_form": config.title_form,
+                  "q_max_len": config.cross_q_max_len or None}  # fmt: skip
+    return hf.export_cross_encoder(out, bert_config, config.cross_head, params, tokenizer,
+                                   config.cross_max_len, extra_settings=input_form)  # fmt: skip
+
+
+def _rerank_evaluator(
+    config: ml_collections.ConfigDict, bert_config: Any, tokenizer: Any, dev: Any
+) -> Callable[[Any], dict[str, float]]:
+    """Dev MRR@10 of the re-ranker over ``data.dev_run``'s top ``rerank_top_k``, and of the
+    run itself (what re-ranking starts from)."""
+    from rqa_jax.eval.metrics import mrr_at_k
+    from rqa_jax.index.rerank import rerank
+    from rqa_jax.inference import CrossEncoder
+
+    dev_set, dev_run = dev
+    judged = {q: dev_set.qrels[q] for q in dev_set.queries if q in dev_set.qrels}
+
+    def evaluate(params: Any) -> dict[str, float]:
+        if jax.process_count() > 1:
+            params = multihost_utils.process_allgather(params, tiled=True)
+        model = CrossEncoder(bert_config, config.cross_head, params, tokenizer, config.cross_max_len,
+                             config.cross_q_max_len or None, config.dtype, config.eval_batch_size,
+                             pair_form=config.pair_form, title_form=config.title_form)  # fmt: skip
+        reranked = rerank(
+            model, dev_run, dev_set.queries, dev_set.corpus, config.rerank_top_k, progress=False
+        )
+        return {
+            "dev_rerank_mrr@10": mrr_at_k(judged, reranked, 10),
+            "dev_run_mrr@10": mrr_at_k(judged, dev_run, 10),
+        }
+
+    return evaluate
 
 
 def cross_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
     """The re-ranker: pointwise (v1) or listwise (v2) cross entropy, optional FGM; dev metric
     is MRR@10 after re-ranking a candidate run (``data.dev_run``)."""
-    from rqa_jax.eval.metrics import mrr_at_k
-    from rqa_jax.index.rerank import rerank
-    from rqa_jax.inference import CrossEncoder
-
     bert_config = builders.bert_config_for(config)
     tokenizer = builders.tokenizer_for(config)
     net = builders.cross_net(config, bert_config)
@@ -285,31 +340,10 @@ def cross_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
     spec = BatchSpec("cross", config.train_batch_size, cross_max_len=config.cross_max_len,
                      list_size=config.list_size if config.objective == "listwise" else 0, cross_q_max_len=q_cut,
                      pair_form=config.pair_form, title_form=config.title_form)  # fmt: skip
-    input_form = {
-        "pair_form": config.pair_form,
-        "title_form": config.title_form,
-        "q_max_len": q_cut,
-    }
+    evaluate = _rerank_evaluator(config, bert_config, tokenizer, dev) if dev is not None else None
 
-    def evaluate(params: Any) -> dict[str, float]:
-        dev_set, dev_run = dev
-        if jax.process_count() > 1:
-            params = multihost_utils.process_allgather(params, tiled=True)
-        model = CrossEncoder(bert_config, config.cross_head, params, tokenizer, config.cross_max_len, q_cut,
-                             config.dtype, config.eval_batch_size, pair_form=config.pair_form,
-                             title_form=config.title_form)  # fmt: skip
-        reranked = rerank(
-            model, dev_run, dev_set.queries, dev_set.corpus, config.rerank_top_k, progress=False
-        )
-        judged = {q: dev_set.qrels[q] for q in dev_set.queries if q in dev_set.qrels}
-        return {
-            "dev_rerank_mrr@10": mrr_at_k(judged, reranked, 10),
-            "dev_run_mrr@10": mrr_at_k(judged, dev_run, 10),
-        }
-
-    def export(out: Path, params: Any) -> Path | None:
-        return hf.export_cross_encoder(out / "export", bert_config, config.cross_head, params, tokenizer,
-                                       config.cross_max_len, extra_settings=input_form)  # fmt: skip
+    def export(workdir: Path, params: Any) -> Path | None:
+        return export_cross(workdir / "export", config, bert_config, params, tokenizer)
 
     return Task(
         name="cross",
@@ -320,18 +354,102 @@ def cross_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
         make_step=lambda tx, schedule, mesh: cross_step_fn(
             net, tx, schedule, config.objective, config.fgm_epsilon, config.dropout, config.fgm_mode
         ),
-        evaluator=evaluate if dev is not None and config.eval_every else None,
+        evaluator=evaluate if config.eval_every else None,
         export=export,
     )
 
 
-TASKS = {"dual": dual_task, "cross": cross_task}
+def joint_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
+    """RocketQAv2: the retriever and the re-ranker trained together on lists (one state
+    ``{"retriever", "reranker"}``, one step: listwise CE + KL, :func:`joint_step_fn`).
+    Initialised from ``retriever.model_dir`` and ``reranker.model_dir``; dev evaluation
+    scores both (retrieval MRR@10 / recall, and re-ranking ``data.dev_run``); the export is
+    ``export/retriever`` and ``export/reranker``."""
+    de_cfg = builders.joint_part(config, "retriever")
+    ce_cfg = builders.joint_part(config, "reranker")
+    de_bert, ce_bert = builders.bert_config_for(de_cfg), builders.bert_config_for(ce_cfg)
+    tokenizer = builders.tokenizer_for(de_cfg)
+    if builders.tokenizer_for(ce_cfg).get_vocab() != tokenizer.get_vocab():
+        raise ValueError("the retriever and the re-ranker must share one vocabulary (the lists are "
+                         "tokenized once): check retriever/reranker.model_dir and tokenizer_dir")  # fmt: skip
+    de_net, ce_net = builders.dual_net(de_cfg, de_bert), builders.cross_net(ce_cfg, ce_bert)
+    examples, rerank_dev = builders.cross_data(ce_cfg, workdir)
+    spec = BatchSpec("joint", config.train_batch_size, config.q_max_len, config.p_max_len,
+                     config.cross_max_len, list_size=config.list_size,
+                     cross_q_max_len=config.cross_q_max_len or None, pair_form=config.pair_form,
+                     title_form=config.title_form)  # fmt: skip
+    evaluators: list[Callable[[Any], dict[str, float]]] = []
+    if config.eval_every:
+        root = builders.dev_root(config.data, workdir)
+        if root is not None and (root / "queries.dev.tsv").is_file():
+            dev = DevEvaluator(builders.marco_dev_set(root, config.data), de_net, tokenizer, config.q_max_len,
+                               config.p_max_len, config.title_form, config.eval_batch_size)  # fmt: skip
+            evaluators.append(lambda params: dev(params["retriever"]))
+        if rerank_dev is not None:
+            rerank_eval = _rerank_evaluator(ce_cfg, ce_bert, tokenizer, rerank_dev)
+            evaluators.append(lambda params: rerank_eval(params["reranker"]))
+
+    def init_params(mesh: Mesh) -> Any:
+        return {"retriever": builders.init_dual_params(de_cfg, de_net, mesh)[0],
+                "reranker": builders.init_cross_params(ce_cfg, ce_net, mesh)[0]}  # fmt: skip
+
+    def export(workdir: Path, params: Any) -> Path:
+        out = workdir / "export"
+        export_dual(out / "retriever", de_cfg, params["retriever"], tokenizer)
+        export_cross(out / "reranker", ce_cfg, ce_bert, params["reranker"], tokenizer)
+        return out
+
+    return Task(
+        name="joint",
+        tokenizer=tokenizer,
+        examples=examples,
+        spec=spec,
+        init_params=init_params,
+        make_step=lambda tx, schedule, mesh: joint_step_fn(
+            de_net,
+            ce_net,
+            tx,
+            schedule,
+            config.distillation,
+            config.kl_weight,
+            config.logit_scale,
+            config.temperature,
+            config.dropout,
+            config.train_reranker,
+            config.cross_batch_weight,
+            mesh,
+            config.grad_cache_chunk,
+        ),
+        evaluator=(lambda params: {k: v for e in evaluators for k, v in e(params).items()})
+        if evaluators
+        else None,
+        export=export,
+        optimizer=lambda total: make_joint_optimizer(
+            config.learning_rate,
+            total,
+            config.warmup_proportion,
+            config.weight_decay,
+            config.clip_norm,
+            config.adam_epsilon,
+            config.retriever.learning_rate,
+            config.reranker.learning_rate,
+            config.train_reranker,
+        ),
+    )
+
+
+TASKS = {"dual": dual_task, "cross": cross_task, "joint": joint_task}
 
 
 def train(
     config: ml_collections.ConfigDict, workdir: str | Path, hooks: Sequence[Hook] = ()
 ) -> dict[str, Any]:
     """Trains (or resumes training) ``config.task``; returns the last metrics and status."""
+    if "://" in str(workdir):
+        raise ValueError(
+            f"workdir {workdir!r} is a URL: give a directory every process sees at the same path "
+            "(on a TPU pod: a GCS bucket mounted with gcsfuse on every worker, see README)"
+        )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if config.task not in TASKS:
@@ -342,8 +460,12 @@ def train(
     total = config.num_train_steps or config.num_epochs * loader.steps_per_epoch
     if total <= 0:
         raise ValueError("set num_train_steps or num_epochs to a positive number")
-    tx = make_optimizer(config.learning_rate, total, config.warmup_proportion, config.weight_decay,
-                        config.clip_norm, eps=config.adam_epsilon)  # fmt: skip
+    tx = (
+        task.optimizer(total)
+        if task.optimizer
+        else make_optimizer(config.learning_rate, total, config.warmup_proportion,
+                            config.weight_decay, config.clip_norm, eps=config.adam_epsilon)
+    )  # fmt: skip
     schedule = rocketqa_schedule(config.learning_rate, total, int(total * config.warmup_proportion))
     state = init_state(task.init_params(mesh), tx, mesh)
     state_shardings = jax.tree.map(lambda x: x.sharding, state)

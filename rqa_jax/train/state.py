@@ -80,15 +80,24 @@ def create_state(params: Any, tx: optax.GradientTransformation) -> TrainState:
 
 def state_shardings(tx: optax.GradientTransformation, params: Any) -> TrainState:
     """Shardings of the state for ``params`` (arrays already on the mesh): every optimizer
-    moment takes its parameter's sharding, counters and other scalars are replicated."""
-    param_shardings = jax.tree.map(lambda x: x.sharding, params)
-    mesh = jax.tree.leaves(param_shardings)[0].mesh
+    leaf that is a copy of a parameter (Adam's moments) takes that parameter's sharding,
+    found by its path (an optimizer-state path ends with its parameter's path, also inside
+    ``optax.multi_transform`` and masked states); counters and other scalars are replicated."""
+    by_path = {jax.tree_util.keystr(k): (v.sharding, v.shape)
+               for k, v in jax.tree_util.tree_leaves_with_path(params)}  # fmt: skip
+    mesh = jax.tree.leaves(params)[0].sharding.mesh
     rep = NamedSharding(mesh, PartitionSpec())
     abstract = jax.eval_shape(lambda p: create_state(p, tx), params)
-    opt = optax.tree_map_params(
-        tx, lambda _, s: s, abstract.opt_state, param_shardings, transform_non_params=lambda _: rep
-    )
-    return TrainState(step=rep, params=param_shardings, opt_state=opt)
+
+    def sharding_of(path: tuple, leaf: Any) -> NamedSharding:
+        for start in range(len(path)):
+            found = by_path.get(jax.tree_util.keystr(path[start:]))
+            if found is not None and found[1] == leaf.shape:
+                return found[0]
+        return rep
+
+    opt = jax.tree_util.tree_map_with_path(sharding_of, abstract.opt_state)
+    return TrainState(step=rep, params=jax.tree.map(lambda x: x.sharding, params), opt_state=opt)
 
 
 def init_state(
@@ -98,3 +107,39 @@ def init_state(
     already split like their parameters (never whole on one device)."""
     del mesh  # the shardings come from the parameters themselves
     return jax.jit(lambda p: create_state(p, tx), out_shardings=state_shardings(tx, params))(params)
+
+
+def make_joint_optimizer(
+    learning_rate: float,
+    total_steps: int,
+    warmup_proportion: float = 0.0,
+    weight_decay: float = 0.0,
+    clip_norm: float = 1.0,
+    eps: float = 1e-8,
+    retriever_learning_rate: float = 0.0,
+    reranker_learning_rate: float = 0.0,
+    train_reranker: bool = True,
+) -> optax.GradientTransformation:
+    """The optimizer of ``{"retriever", "reranker"}`` parameters. By default one AdamW over
+    both, clipped on their joint global norm (RocketQAv2 trains one program with one
+    optimizer). A per-model rate (> 0) gives each model its own clipped AdamW; a frozen
+    re-ranker (static distillation) gets no update and no Adam moments."""
+
+    def adamw(rate: float) -> optax.GradientTransformation:
+        return make_optimizer(
+            rate, total_steps, warmup_proportion, weight_decay, clip_norm, eps=eps
+        )
+
+    if not retriever_learning_rate and not reranker_learning_rate and train_reranker:
+        return adamw(learning_rate)
+    parts = {
+        "retriever": adamw(retriever_learning_rate or learning_rate),
+        "reranker": adamw(reranker_learning_rate or learning_rate)
+        if train_reranker
+        else optax.set_to_zero(),
+    }
+
+    def label(params: Any) -> Any:  # each leaf named after its model
+        return {name: jax.tree.map(lambda _, n=name: n, sub) for name, sub in params.items()}
+
+    return optax.multi_transform(parts, label)

@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 
 from rqa_jax import losses, parallel
 from rqa_jax.models.towers import CrossEncoderNet, DualEncoderNet
+from rqa_jax.train import grad_cache
 from rqa_jax.train.state import TrainState
 
 Step = Callable[[TrainState, dict[str, Any], jax.Array], tuple[TrainState, dict[str, jax.Array]]]
@@ -47,26 +48,38 @@ def dual_step_fn(
     scale: float = 1.0,
     cross_batch: bool = True,
     dropout: bool = True,
+    grad_cache_chunk: int = 0,
 ) -> Step:
-    """The (unjitted) dual-encoder step; see :func:`jit_step` to compile it for a mesh."""
+    """The (unjitted) dual-encoder step; see :func:`jit_step` to compile it for a mesh.
+    ``grad_cache_chunk`` > 0 computes the same update chunk by chunk with a gradient cache
+    (:mod:`rqa_jax.train.grad_cache`): activation memory of that many queries, not the batch."""
 
-    def step(state: TrainState, batch: dict[str, Any], rng: jax.Array):
+    def represent(params, batch, rng):
         group = batch["passages"]["input_ids"].shape[1]
         passages = {k: v.reshape(-1, v.shape[-1]) for k, v in batch["passages"].items()}
-        rngs = {"dropout": jax.random.fold_in(rng, state.step)}
+        q, p = net.apply({"params": params}, batch["query"], passages, deterministic=not dropout,
+                         rngs={"dropout": rng})  # fmt: skip
+        return q, p.reshape(q.shape[0], group, -1)
 
-        def loss_fn(params):
-            q, p = net.apply(
-                {"params": params}, batch["query"], passages, deterministic=not dropout, rngs=rngs
-            )
-            return losses.cross_batch_contrastive_loss(
-                q, p.reshape(q.shape[0], group, -1), mesh, scale, cross_batch
-            )
+    def loss_of(reps):
+        return losses.cross_batch_contrastive_loss(*reps, mesh, scale, cross_batch)
 
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    def step(state: TrainState, batch: dict[str, Any], rng: jax.Array):
+        rng = jax.random.fold_in(rng, state.step)
+        inputs = {"query": batch["query"], "passages": batch["passages"]}
+        (loss, metrics), grads = _value_and_grad(represent, loss_of, state.params, inputs, rng,
+                                                 grad_cache_chunk, mesh)  # fmt: skip
         return apply_gradients(state, tx, schedule, grads, loss, metrics)
 
     return step
+
+
+def _value_and_grad(represent, loss_of, params, batch, rng, chunk: int, mesh: Mesh | None):
+    """The loss of the batch's representations and its gradient: at once, or with a
+    gradient cache of ``chunk`` rows."""
+    if chunk:
+        return grad_cache.value_and_grad(represent, loss_of, params, batch, rng, chunk, mesh)
+    return jax.value_and_grad(lambda p: loss_of(represent(p, batch, rng)), has_aux=True)(params)
 
 
 def jit_step(step: Step, state_shardings: Any, mesh: Mesh) -> Step:
@@ -193,35 +206,61 @@ def joint_step_fn(
     scale: float = 1.0,
     temperature: float = 1.0,
     dropout: bool = True,
+    train_reranker: bool = True,
+    cross_batch_weight: float = 0.0,
+    mesh: Mesh | None = None,
+    grad_cache_chunk: int = 0,
 ) -> Step:
     """RocketQAv2's joint step (unjitted; :func:`jit_step` compiles it): one update of
     ``params = {"retriever": ..., "reranker": ...}`` on lists of m passages per query,
     positive first. The retriever scores its own list, ``scale``·<q, p> ([B, m], no in-batch
     negatives, as v2), the re-ranker scores the same pairs; the loss is the re-ranker's
     listwise CE + ``weight``·KL (:func:`rqa_jax.losses.joint_loss`, ``variant`` "paper" or
-    "released_code"). Batch: ``query`` [B, Lq], ``passages`` [B, m, Lp], ``pairs`` [B, m, Lc]."""
+    "released_code"). Batch: ``query`` [B, Lq], ``passages`` [B, m, Lp], ``pairs`` [B, m, Lc].
+
+    ``train_reranker=False`` is static distillation: the re-ranker is a fixed teacher (no
+    dropout, its scores constant, so nothing flows back into it; pair it with an optimizer
+    that leaves it unchanged). ``cross_batch_weight`` > 0 adds the retriever's contrastive
+    loss over every list of the global batch (all-gathered over ``mesh``'s 'data' axis:
+    RocketQA v1's cross-batch negatives on top of v2's lists). ``grad_cache_chunk`` > 0: the
+    same update with a gradient cache of that many lists (:mod:`rqa_jax.train.grad_cache`)."""
     if variant not in losses.DISTILLATION_VARIANTS:
         raise ValueError(f"variant must be one of {losses.DISTILLATION_VARIANTS}, got {variant!r}")
+    if cross_batch_weight > 0 and mesh is None:
+        raise ValueError("cross-batch negatives in the joint step need the mesh")
 
-    def step(state: TrainState, batch: dict[str, Any], rng: jax.Array):
+    def represent(params, batch, rng):
         b, m = batch["pairs"]["input_ids"].shape[:2]
         passages = {k: v.reshape(b * m, v.shape[-1]) for k, v in batch["passages"].items()}
         pairs = {k: v.reshape(b * m, v.shape[-1]) for k, v in batch["pairs"].items()}
-        de_rng, ce_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+        de_rng, ce_rng = jax.random.split(rng)
+        q, p = retriever.apply({"params": params["retriever"]}, batch["query"], passages,
+                               deterministic=not dropout, rngs={"dropout": de_rng})  # fmt: skip
+        logits = reranker.apply({"params": params["reranker"]}, pairs,
+                                deterministic=not (dropout and train_reranker),
+                                rngs={"dropout": ce_rng})  # fmt: skip
+        ce_scores = CrossEncoderNet.score(logits).reshape(b, m)
+        if not train_reranker:
+            ce_scores = jax.lax.stop_gradient(ce_scores)
+        return q, p.reshape(b, m, -1), ce_scores
 
-        def loss_fn(params):
-            q, p = retriever.apply({"params": params["retriever"]}, batch["query"], passages,
-                                   deterministic=not dropout, rngs={"dropout": de_rng})  # fmt: skip
-            de_scores = scale * jnp.einsum("bh,bmh->bm", q.astype(jnp.float32),
-                                           p.reshape(b, m, -1).astype(jnp.float32))  # fmt: skip
-            logits = reranker.apply({"params": params["reranker"]}, pairs, deterministic=not dropout,
-                                    rngs={"dropout": ce_rng})  # fmt: skip
-            ce_scores = CrossEncoderNet.score(logits).reshape(b, m)
-            loss, metrics = losses.joint_loss(de_scores, ce_scores, variant, weight, temperature)
-            retriever_rank = jnp.sum(de_scores >= de_scores[:, :1], axis=-1)
-            return loss, {**metrics, "retriever_accuracy": jnp.mean(retriever_rank == 1)}
+    def loss_of(reps):
+        q, p, ce_scores = reps
+        de_scores = scale * jnp.einsum("bh,bmh->bm", q.astype(jnp.float32), p.astype(jnp.float32))
+        loss, metrics = losses.joint_loss(de_scores, ce_scores, variant, weight, temperature)
+        if cross_batch_weight > 0:
+            contrastive, cb = losses.cross_batch_contrastive_loss(q, p, mesh, scale, True)
+            loss = loss + cross_batch_weight * contrastive
+            metrics = {**metrics, "cross_batch_loss": contrastive,
+                       "cross_batch_accuracy": cb["accuracy"]}  # fmt: skip
+        retriever_rank = jnp.sum(de_scores >= de_scores[:, :1], axis=-1)
+        return loss, {**metrics, "retriever_accuracy": jnp.mean(retriever_rank == 1)}
 
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    def step(state: TrainState, batch: dict[str, Any], rng: jax.Array):
+        rng = jax.random.fold_in(rng, state.step)
+        inputs = {k: batch[k] for k in ("query", "passages", "pairs")}
+        (loss, metrics), grads = _value_and_grad(represent, loss_of, state.params, inputs, rng,
+                                                 grad_cache_chunk, mesh)  # fmt: skip
         return apply_gradients(state, tx, schedule, grads, loss, metrics)
 
     return step
