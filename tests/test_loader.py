@@ -63,17 +63,22 @@ def test_cross_pointwise_and_group_and_joint_shapes(tiny_tokenizer):
     assert (joint["labels"][:, 0] == 1).all() and (joint["labels"][:, 1:] == 0).all()
 
 
-def test_union_of_process_shards_is_the_dataset(tiny_tokenizer):
+def test_processes_read_slices_of_the_same_global_batches(tiny_tokenizer):
+    """4 processes' batches, side by side, are the 1-process run's global batches: the data
+    order does not depend on how many hosts train (and every example comes once)."""
     data = [{"i": i} for i in range(64)]
-    seen = []
+    whole = Loader(data, None, BatchSpec("dual", 8), seed=5, num_epochs=1, process_index=0,
+                   process_count=1, collate=list)  # fmt: skip
+    global_batches = [[ex["i"] for ex in batch] for batch in whole]
+    parts = []
     for p in range(4):
         loader = Loader(data, None, BatchSpec("dual", 8), seed=5, num_epochs=1,
                         process_index=p, process_count=4, collate=list)  # fmt: skip
         assert loader.local_batch_size == 2 and loader.steps_per_epoch == 8
-        shard = [ex["i"] for batch in loader for ex in batch]
-        assert len(shard) == 16 and all(i % 4 == p for i in shard)
-        seen += shard
-    assert sorted(seen) == list(range(64))  # every example once, none twice
+        parts.append([[ex["i"] for ex in batch] for batch in loader])
+    joined = [[i for p in range(4) for i in parts[p][step]] for step in range(8)]
+    assert joined == global_batches
+    assert sorted(i for b in joined for i in b) == list(range(64))  # every example once
 
 
 def test_epochs_reshuffle_and_cover_everything():

@@ -203,12 +203,13 @@ class Loader:
         n = len(source)
         if n < spec.batch_size:
             raise ValueError(f"{n} examples cannot fill one global batch of {spec.batch_size}")
-        # Every process takes the same number of steps per epoch (shards differ by <= 1 row);
-        # each epoch drops its own remainder, so no batch holds two epochs' examples (an
+        # One global order, the same in every process: global batch g is rows
+        # order[g·B : (g+1)·B] and process p reads its slice p·b … (p+1)·b − 1 of it. So the
+        # global batches do not depend on how many processes there are (2 hosts train as 1).
+        # Each epoch drops its own remainder, so no batch holds two epochs' examples (an
         # example twice in a global batch would be a false negative for itself).
-        self.steps_per_epoch = steps = (n // self.process_count) // bs
-        shard = len(range(self.process_index, n, self.process_count))
-        order = grain.MapDataset.range(shard)
+        self.steps_per_epoch = steps = n // spec.batch_size
+        order = grain.MapDataset.range(n)
         if shuffle:  # a lazy permutation (O(1) memory), reseeded every epoch (seed + epoch)
             order = order.shuffle(seed=seed)
         if collate is None:  # tokenization, in grain's reader threads
@@ -218,8 +219,8 @@ class Loader:
 
         def make_batch(step: int, _: Any) -> Any:
             epoch, j = divmod(step, steps)
-            start = epoch * shard + j * bs  # order[epoch * shard + i]: epoch's permutation
-            rows = [pi + pc * order[start + t] for t in range(bs)]
+            start = epoch * n + (j * pc + pi) * bs  # order[epoch * n + i]: epoch's permutation
+            rows = [order[start + t] for t in range(bs)]
             return collate(read(rows, epoch))
 
         ds = grain.MapDataset.range(steps).repeat(num_epochs).map_with_index(make_batch)
