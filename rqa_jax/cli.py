@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from rqa_jax.cli_export import add_commands as add_export_commands
 from rqa_jax.cli_pipeline import add_commands as add_pipeline_commands
 from rqa_jax.cli_pipeline import run_pipeline_command
 from rqa_jax.config_flags import config_with_overrides
@@ -92,6 +93,14 @@ def _run_encode(args: argparse.Namespace) -> int:
     if args.shard_size:
         encode_sharded(model, args.kind, args.input, args.output, args.shard_size,
                        jax.process_index(), jax.process_count(), **common)  # fmt: skip
+        if jax.process_count() > 1:  # every shard done: process 0 writes shards.json
+            from jax.experimental import multihost_utils
+
+            from rqa_jax.index.encode import finalize_shards
+
+            multihost_utils.sync_global_devices("rqa encode: shards written")
+            if jax.process_index() == 0:
+                finalize_shards(args.output, n_rows, args.shard_size)
         n = n_rows
     else:
         n = encode_file(model, args.kind, args.input, args.output, n_rows=n_rows, **common)
@@ -329,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rerank(sub)
     _add_evaluate(sub)
     _add_convert(sub)
+    add_export_commands(sub)
     sub.add_parser("pipeline", help="RocketQA's steps as resumable stages: rqa pipeline v1 "
                    "--config configs/X.py --workdir DIR", add_help=False)  # fmt: skip
     add_pipeline_commands(sub)
@@ -355,15 +365,25 @@ def run_train(argv: Sequence[str]) -> int:
     except USER_ERRORS as e:
         print(f"rqa train: error: {e}", file=sys.stderr)
         return 1
-    shown = {k: round(v, 4) for k, v in result["metrics"].items() if isinstance(v, float)}
-    print(f"rqa train: {result['status']} at step {result['step']}: {shown}")
-    if "export" in result["metrics"]:
-        print(f"rqa train: model exported to {result['metrics']['export']}")
+    import jax
+
+    if jax.process_index() == 0:  # one report for the run, not one per process
+        shown = {k: float(f"{v:.4g}") for k, v in result["metrics"].items() if isinstance(v, float)}
+        print(f"rqa train: {result['status']} at step {result['step']}: {shown}")
+        if "export" in result["metrics"]:
+            print(f"rqa train: model exported to {result['metrics']['export']}")
     return 0 if result["status"] == "completed" else 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from rqa_jax.distributed import join
+
+    try:
+        join()  # one process of several (a pod slice, a cluster): join the others first
+    except ValueError as e:
+        print(f"rqa: error: {e}", file=sys.stderr)
+        return 2
     if argv and argv[0] == "train":
         return run_train(argv[1:])
     if argv and argv[0] == "pipeline":
