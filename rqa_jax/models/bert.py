@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rqa_jax.errors import UserInputError
+
 SUPPORTED_MODEL_TYPES = ("bert", "ernie")
 
 ACTIVATIONS = {
@@ -35,7 +37,7 @@ ACTIVATIONS = {
 }
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(UserInputError):
     """A model dir or config describes an architecture this encoder does not implement."""
 
 
@@ -71,7 +73,7 @@ class BertConfig:
                 f"hidden_act {self.hidden_act!r} is not supported (supported: {', '.join(ACTIVATIONS)})"
             )
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise UserInputError(
                 f"hidden_size {self.hidden_size} is not a multiple of "
                 f"num_attention_heads {self.num_attention_heads}"
             )
@@ -113,7 +115,7 @@ class BertConfig:
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+            raise UserInputError(f"{path}: not valid JSON ({e})") from None
         return cls.from_hf_dict(d, source=str(path))
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -186,6 +188,12 @@ class SelfAttention(nn.Module):
             return y.reshape(*y.shape[:-1], heads, head_dim)
 
         q, k, v = project("query"), project("key"), project("value")
+        if deterministic or cfg.attention_probs_dropout_prob == 0:
+            # No dropout on the probabilities: JAX's fused attention (cuDNN's flash kernel on
+            # GPUs when the shapes and dtype allow it, XLA's otherwise), [B, T, N, H] layout.
+            bias = jnp.broadcast_to(attention_bias, (q.shape[0], 1, q.shape[1], k.shape[1]))
+            out = jax.nn.dot_product_attention(q, k, v, bias=bias.astype(q.dtype))
+            return out.reshape(*out.shape[:-2], cfg.hidden_size)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
         # Softmax in float32 whatever the compute dtype: bf16 logits lose the padding bias.
         probs = jax.nn.softmax(scores.astype(jnp.float32) + attention_bias, axis=-1)
