@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo demo-v1 demo-v2 test lint bench
+.PHONY: setup demo demo-v1 demo-v2 test lint bench clean
 
 $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
@@ -35,3 +35,9 @@ test: lint
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
 	cd benchmarks && ../$(PY) encode.py && ../$(PY) data.py && ../$(PY) train_dual.py && ../$(PY) index.py
+
+# Removes what the demos and the tools wrote: demo_out/, the package's build metadata and
+# the caches. Keeps .venv (`rm -rf .venv` to rebuild it; `make setup` does so).
+clean:
+	rm -rf demo_out build dist *.egg-info .pytest_cache .ruff_cache
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

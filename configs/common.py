@@ -3,7 +3,11 @@
 Locked: setting a key that does not exist (a typo on the command line) is an error.
 """
 
+from pathlib import Path
+
 import ml_collections
+
+from rqa_jax.errors import ConfigError
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -186,6 +190,18 @@ def get_joint_config() -> ml_collections.ConfigDict:
         c[key] = cross[key]
     c.lock()
     return c
+
+
+VARIANTS = ("", "runlocal")  # what an experiment config's get_config(arg) takes
+
+
+def check_variant(arg: str, path: str) -> None:
+    """``configs/X.py:ARG``: an ARG the config does not know is an error (a typo of
+    ``runlocal`` must not train the full recipe)."""
+    if arg not in VARIANTS:
+        raise ConfigError(
+            f"configs/{Path(path).name}: get_config takes '' or 'runlocal', got {arg!r}"
+        )
 
 
 def get_runlocal_config() -> ml_collections.ConfigDict:

@@ -14,6 +14,7 @@ from configs import common
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_cross_config()
     c.cross_head, c.objective = "v1", "pointwise"
     c.cross_max_len = 160

@@ -12,6 +12,7 @@ from configs import common, demo_dual
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_cross_config()
     c.model_dir = demo_dual._minilm_dir()
     c.cross_head, c.objective = "v1", "pointwise"

@@ -18,6 +18,7 @@ def _minilm_dir() -> str:
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_dual_config()
     c.model_dir = _minilm_dir()
     c.tie_towers = True  # one shared MiniLM tower: half the CPU work

@@ -21,6 +21,7 @@ from configs import common, demo_cross, demo_dual
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_pipeline_v1_config()
     c.data.source = "sample"
     s = c.data.sample

@@ -19,6 +19,7 @@ from configs import common, demo_pipeline_v1
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_pipeline_v2_config()
     c.v1 = demo_pipeline_v1.get_config()
     de, ce = c.v1.retriever, c.v1.reranker

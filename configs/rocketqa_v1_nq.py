@@ -11,6 +11,7 @@ from configs import common
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_dual_config()
     c.tie_towers = False
     c.pooling = "cls"

@@ -16,6 +16,7 @@ from configs import common, cross_encoder_marco, rocketqa_v1_marco
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_pipeline_v1_config()
     c.retriever = rocketqa_v1_marco.get_config()
     c.reranker = cross_encoder_marco.get_config()

@@ -13,6 +13,7 @@ from configs import common, cross_encoder_nq, rocketqa_v1_nq
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_pipeline_v1_config()
     c.retriever = rocketqa_v1_nq.get_config()
     c.retriever.data.source = "marco"

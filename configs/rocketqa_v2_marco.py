@@ -18,6 +18,7 @@ from configs import common
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_joint_config()
     c.retriever.tie_towers = False  # query and passage towers, as RocketQA step 1 trains them
     c.retriever.pooling, c.retriever.normalize = "cls", False

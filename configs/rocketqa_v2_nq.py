@@ -12,6 +12,7 @@ from configs import common, rocketqa_v2_marco
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = rocketqa_v2_marco.get_config()
     c.list_size = 32  # the README's data_train/nq_joint.rand32+aug32
     # 384 lines per GPU (run_joint_model_train.sh) = 12 lists of 32, on 32 GPUs as for MS MARCO

@@ -16,6 +16,7 @@ from configs import common, rocketqa_v1_pipeline_marco, rocketqa_v2_marco
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    common.check_variant(arg, __file__)
     c = common.get_pipeline_v2_config()
     c.v1 = rocketqa_v1_pipeline_marco.get_config()
     c.joint = rocketqa_v2_marco.get_config()

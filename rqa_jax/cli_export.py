@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from rqa_jax.errors import UserInputError
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Registers ``rqa export`` on the ``rqa`` subparsers."""
@@ -41,7 +43,7 @@ def run_export(args: argparse.Namespace) -> int:
     from rqa_jax.export import export_checkpoint, find_checkpoint, push_to_hub
 
     if args.private and not args.push_to_hub:
-        raise ValueError("--private only applies with --push-to-hub")
+        raise UserInputError("--private only applies with --push-to-hub")
     ckpt = find_checkpoint(args.workdir, args.step)  # fail fast, and name the step exported
     out = export_checkpoint(args.workdir, args.output, ckpt.step, overwrite=args.overwrite,
                             repo_id=args.push_to_hub)  # fmt: skip

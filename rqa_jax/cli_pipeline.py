@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from rqa_jax.config_flags import config_with_overrides
 PIPELINES = ("v1", "v2")
 
 
-def _corpus(path: str, titles: str | None) -> dict[str, tuple[str | None, str]]:
-    """``pid \\t text [\\t title]``, titles from ``--titles`` (``pid \\t title``) winning."""
+def _corpus(path: str, titles: str | None, raw: bool = False) -> dict[str, tuple[str | None, str]]:
+    """``pid \\t text [\\t title]``, titles from ``--titles`` (``pid \\t title``) winning.
+    ``raw``: titles verbatim (``-`` and ``''`` kept, for the ``rocketqa_literal`` title form)."""
     from rqa_jax.data import formats as F
 
-    corpus = {r.id: (r.title, r.text) for r in F.iter_collection(path, allow_title=True)}
+    rows = F.iter_collection(path, allow_title=True, raw_titles=raw)
+    corpus = {r.id: (r.title, r.text) for r in rows}
     if titles:
-        by_id = F.read_titles(titles)
+        by_id = F.read_titles(titles, raw=raw)
         corpus = {pid: (by_id.get(pid, title), text) for pid, (title, text) in corpus.items()}
     return corpus
 
@@ -37,7 +40,8 @@ def _text_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--titles",
         default=None,
-        help="TSV 'pid<TAB>title' (default: none, or the corpus' 3rd column)",
+        help="TSV 'pid<TAB>title'; its titles replace the corpus' 3rd column where both give "
+        "one (default: the corpus' 3rd column, if any)",
     )
 
 
@@ -169,21 +173,41 @@ def _run_augment(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_pipeline_command(argv: Sequence[str], user_errors: tuple) -> int:
-    """``rqa pipeline v1|v2 --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``."""
-    parser = argparse.ArgumentParser(prog="rqa pipeline", description="RocketQA's steps as resumable stages",
-                                     epilog="Overrides: --config.key=value (e.g. --config.retriever.learning_rate=1e-5)")  # fmt: skip
+def build_pipeline_parser() -> argparse.ArgumentParser:
+    """The parser of ``rqa pipeline`` (its epilog lists the config files)."""
+    from rqa_jax.cli_help import HelpFormatter, pipeline_epilog
+
+    parser = argparse.ArgumentParser(
+        prog="rqa pipeline",
+        description="RocketQA's steps as resumable stages: each stage's outputs go into "
+        "WORKDIR/<stage>/ and a finished stage is skipped when the command runs again.",
+        epilog=pipeline_epilog(),
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("which", choices=PIPELINES,
                         help="v1: RocketQA's four steps; v2: RocketQAv2's joint training from v1's models")  # fmt: skip
-    parser.add_argument("--config", required=True, help="configs/X.py[:arg] with get_config()")
+    parser.add_argument("--config", required=True,
+                        help="config file FILE.py[:runlocal] with get_config() (listed below)")  # fmt: skip
     parser.add_argument(
         "--workdir", required=True, help="stage dirs, report.json and report.md go here"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args, rest = parser.parse_known_args(argv)
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error in your input, print its traceback too")  # fmt: skip
+    return parser
+
+
+def run_pipeline_command(argv: Sequence[str], debug: bool = False) -> int:
+    """``rqa pipeline v1|v2 --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]``.
+    A config that cannot be loaded exits 2; other errors propagate to ``rqa``'s handler."""
+    from rqa_jax.errors import RqaError
+
+    args, rest = build_pipeline_parser().parse_known_args(argv)
     try:
         config = config_with_overrides(args.config, rest)
-    except (ValueError, FileNotFoundError, SyntaxError) as e:
+    except (RqaError, FileNotFoundError, SyntaxError) as e:
+        if debug or args.debug:
+            traceback.print_exc()
         print(f"rqa pipeline: error: {e}", file=sys.stderr)
         return 2
     if args.which == "v1":
@@ -191,11 +215,7 @@ def run_pipeline_command(argv: Sequence[str], user_errors: tuple) -> int:
     else:
         from rqa_jax.pipelines.rocketqa_v2 import run_pipeline
 
-    try:
-        report = run_pipeline(config, args.workdir, progress=not args.no_progress)
-    except user_errors as e:
-        print(f"rqa pipeline: error: {e}", file=sys.stderr)
-        return 1
+    report = run_pipeline(config, args.workdir, progress=not args.no_progress)
     print((Path(args.workdir) / "report.md").read_text())
     print(json.dumps(report["stages"]))
     return 0

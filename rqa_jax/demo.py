@@ -43,7 +43,7 @@ def retrieve_and_evaluate(model: str, data: Path, out: Path) -> dict[str, float]
     if not (out / "metrics.json").is_file():
         if not (out / "corpus" / "embeddings.npy").is_file():
             rqa("encode", "--model", model, "--kind", "passage", "--input", str(data / "collection.tsv"),
-                "--output", str(out / "corpus"))  # fmt: skip
+                "--titles", str(data / "titles.tsv"), "--output", str(out / "corpus"))  # fmt: skip
         rqa(
             "index",
             "--embeddings",
@@ -78,8 +78,8 @@ def rerank_and_evaluate(
     out = retrieval / "dev.rerank.run"
     if not out.is_file():
         rqa("rerank", "--model", cross_model, "--queries", str(data / "queries.dev.tsv"), "--corpus",
-            str(data / "collection.tsv"), "--run", str(retrieval / "dev.run"), "--top-k", str(top_k),
-            "--output", str(out))  # fmt: skip
+            str(data / "collection.tsv"), "--titles", str(data / "titles.tsv"), "--run",
+            str(retrieval / "dev.run"), "--top-k", str(top_k), "--output", str(out))  # fmt: skip
     return _evaluate(data, out)
 
 

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 
 import jax
 
+from rqa_jax.errors import UserInputError
+
 COORDINATOR, NUM_PROCESSES, PROCESS_ID = (
     "JAX_COORDINATOR_ADDRESS",
     "JAX_NUM_PROCESSES",
@@ -33,7 +35,7 @@ def _int_env(env: Mapping[str, str], name: str, default: int | None = None) -> i
     value = env.get(name)
     if value is None:
         if default is None:
-            raise ValueError(
+            raise UserInputError(
                 f"{COORDINATOR} is set, so this is one process of several: set {name} too "
                 f"({NUM_PROCESSES} = how many processes, {PROCESS_ID} = this one's 0-based index)"
             )
@@ -41,7 +43,7 @@ def _int_env(env: Mapping[str, str], name: str, default: int | None = None) -> i
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        raise UserInputError(f"{name} must be an integer, got {value!r}") from None
 
 
 def _auto_detected(env: Mapping[str, str]) -> bool:
@@ -63,7 +65,7 @@ def join(env: Mapping[str, str] | None = None) -> bool:
     if env.get(COORDINATOR):
         n, index = _int_env(env, NUM_PROCESSES), _int_env(env, PROCESS_ID)
         if not 0 <= index < n:
-            raise ValueError(f"{PROCESS_ID}={index} is not in 0..{n - 1} ({NUM_PROCESSES}={n})")
+            raise UserInputError(f"{PROCESS_ID}={index} is not in 0..{n - 1} ({NUM_PROCESSES}={n})")
         if n == 1:
             return False
         jax.config.update("jax_cpu_collectives_implementation", "gloo")

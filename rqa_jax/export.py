@@ -34,6 +34,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from rqa_jax.errors import UserFileNotFoundError, UserInputError
 from rqa_jax.models import hf
 from rqa_jax.models.bert import BertConfig
 
@@ -41,7 +42,7 @@ SEPARATE_TOWERS = ("query_encoder", "passage_encoder")
 IDENTITY_ACTIVATION = "torch.nn.modules.linear.Identity"
 
 
-class CheckpointNotFoundError(FileNotFoundError):
+class CheckpointNotFoundError(UserFileNotFoundError):
     """The workdir, its checkpoints, or the requested step are not there."""
 
 
@@ -123,13 +124,13 @@ def find_checkpoint(workdir: str | Path, step: int | None = None) -> Checkpoint:
             with _quiet_orbax():
                 saved = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
         except Exception as e:  # orbax raises several types for a missing or broken item
-            raise ValueError(f"{checkpoints / str(step)}: cannot read the saved config "
+            raise UserInputError(f"{checkpoints / str(step)}: cannot read the saved config "
                              f"({type(e).__name__}: {e})") from None  # fmt: skip
     finally:
         mngr.close()
     config = ml_collections.ConfigDict(saved["config"])
     if config.get("task") not in ("dual", "cross", "joint"):
-        raise ValueError(f"{checkpoints / str(step)}: config.task is {config.get('task')!r}, "
+        raise UserInputError(f"{checkpoints / str(step)}: config.task is {config.get('task')!r}, "
                          "expected dual, cross or joint")  # fmt: skip
     return Checkpoint(root, step, checkpoints / str(step), config)
 
@@ -144,7 +145,7 @@ def restore_params(checkpoint_dir: str | Path) -> dict[str, Any]:
     with _quiet_orbax():
         tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree
     if "params" not in tree:
-        raise ValueError(f"{path}: no 'params' in the saved state (keys: {', '.join(tree)})")
+        raise UserInputError(f"{path}: no 'params' in the saved state (keys: {', '.join(tree)})")
     target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree["params"])
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
     args = ocp.args.PyTreeRestore(item={"params": target}, restore_args={"params": restore_args},
@@ -605,11 +606,11 @@ def write_cards(ctx: CardContext, written: Sequence[tuple[Part, Path, BertConfig
 def _check_output(output: Path, workdir: Path, overwrite: bool) -> None:
     out, work = output.absolute().resolve(), workdir.absolute().resolve()
     if out == work or out in work.parents:
-        raise ValueError(
+        raise UserInputError(
             f"--output {output} would replace the workdir {workdir}: choose another dir"
         )
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
-        raise ValueError(
+        raise UserInputError(
             f"output {str(output)!r} exists and is not empty: choose a new --output, or "
             "--overwrite to replace it"
         )

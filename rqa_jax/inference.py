@@ -26,6 +26,7 @@ import numpy as np
 from rqa_jax import parallel
 from rqa_jax.data import tokenize
 from rqa_jax.data.tokenize import Encoded, bucketed_batches, length_buckets
+from rqa_jax.errors import ModelKindError, UserInputError
 from rqa_jax.models import hf
 from rqa_jax.models.bert import BertConfig
 from rqa_jax.models.settings import EncoderSettings, resolve_settings
@@ -48,7 +49,7 @@ class BatchRunner:
         in_flight: int = 2,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise UserInputError(f"batch_size must be positive, got {batch_size}")
         self.mesh = mesh or parallel.make_mesh(devices=jax.local_devices())
         n_data = parallel.data_size(self.mesh)
         # Every batch has the same row count, a multiple of the data-parallel size.
@@ -69,7 +70,7 @@ class BatchRunner:
     def run(self, fn: str, enc: Encoded) -> np.ndarray:
         """All rows of ``enc`` through ``fns[fn]``; output row i belongs to input row i."""
         if len(enc) == 0:
-            raise ValueError("nothing to encode: the input has no rows")
+            raise UserInputError("nothing to encode: the input has no rows")
         out: np.ndarray | None = None
         for rows, result in self._pipelined(self._fns[fn], enc):
             if out is None:
@@ -107,7 +108,7 @@ def load_tokenizer(model_dir: str | Path) -> Any:
 
 def _dtype(name: str) -> Any:
     if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {name!r}")
+        raise UserInputError(f"dtype must be one of {list(DTYPES)}, got {name!r}")
     return DTYPES[name]
 
 
@@ -178,7 +179,7 @@ class DualEncoder:
             and not isinstance(paras, str)
             and len(queries) != len(paras)
         ):
-            raise ValueError(f"{len(queries)} queries but {len(paras)} paras: pairs must align")
+            raise UserInputError(f"{len(queries)} queries but {len(paras)} paras: pairs must align")
         return np.sum(self.encode_query(queries) * self.encode_para(paras, titles), axis=-1)
 
 
@@ -200,9 +201,11 @@ class CrossEncoder:
         title_form: str = "hf",
     ) -> None:
         if pair_form not in tokenize.PAIR_FORMS:
-            raise ValueError(f"pair_form must be one of {tokenize.PAIR_FORMS}, got {pair_form!r}")
+            raise UserInputError(
+                f"pair_form must be one of {tokenize.PAIR_FORMS}, got {pair_form!r}"
+            )
         if title_form not in tokenize.TITLE_FORMS:
-            raise ValueError(
+            raise UserInputError(
                 f"title_form must be one of {tokenize.TITLE_FORMS}, got {title_form!r}"
             )
         self.config, self.head, self.tokenizer = config, head, tokenizer
@@ -230,12 +233,64 @@ class CrossEncoder:
         return self.runner.run("score", enc)
 
 
-def _is_cross_encoder_dir(path: Path) -> bool:
+def _architectures(path: Path) -> list[str]:
+    """config.json's ``architectures`` ([] when it has none or cannot be read)."""
     try:
         raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return False
-    return any(a.endswith("ForSequenceClassification") for a in raw.get("architectures") or [])
+        return []
+    archs = raw.get("architectures") if isinstance(raw, dict) else None
+    return [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
+
+
+def _is_cross_encoder_dir(path: Path) -> bool:
+    return any(a.endswith("ForSequenceClassification") for a in _architectures(path))
+
+
+def _refuse_cross_encoder_dir(path: Path) -> None:
+    """A re-ranker given where a dual encoder is needed: its pooler/classifier would be
+    ignored and its [CLS] vectors were never trained for retrieval."""
+    if _is_cross_encoder_dir(path):
+        raise ModelKindError(
+            f"model dir {str(path)!r} is a re-ranker ({', '.join(_architectures(path))}), not a "
+            "dual encoder: encoding needs an encoder dir (HF / sentence-transformers, or "
+            "query_encoder/ + passage_encoder/); a re-ranker scores pairs (rqa rerank)"
+        )
+
+
+def _refuse_dual_encoder_dir(path: Path) -> None:
+    """A dual encoder (or a plain pre-trained encoder) given where a re-ranker is needed."""
+    if not (path / "config.json").is_file() and all(
+        (path / d).is_dir() for d in SEPARATE_TOWER_DIRS
+    ):
+        raise ModelKindError(
+            f"model dir {str(path)!r} is a dual encoder (query_encoder/ + passage_encoder/), "
+            "not a re-ranker: re-ranking needs a *ForSequenceClassification dir (e.g. rqa export "
+            "of a cross-encoder run)"
+        )
+    archs = _architectures(path)
+    if archs and not _is_cross_encoder_dir(path):
+        raise ModelKindError(
+            f"model dir {str(path)!r} is not a re-ranker: its config.json's architectures are "
+            f"{', '.join(archs)} (a dual encoder or a pre-trained encoder); re-ranking needs a "
+            "*ForSequenceClassification dir (e.g. rqa export of a cross-encoder run)"
+        )
+
+
+def check_model_dir_kind(model_dir: str | Path, kind: str) -> None:
+    """Refuses, before anything is loaded, a model dir that does not exist or is of the other
+    ``kind`` ("dual" | "cross"): :class:`hf.ModelDirError` / :class:`ModelKindError`."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise hf.ModelDirError(f"model dir {str(path)!r} does not exist or is not a directory")
+    if kind == "dual":
+        separate = all((path / d).is_dir() for d in SEPARATE_TOWER_DIRS)
+        for d in [path / d for d in SEPARATE_TOWER_DIRS] if separate else [path]:
+            _refuse_cross_encoder_dir(d)
+    elif kind == "cross":
+        _refuse_dual_encoder_dir(path)
+    else:
+        raise UserInputError(f"kind must be 'dual' or 'cross', got {kind!r}")
 
 
 def load_dual_encoder(
@@ -255,6 +310,8 @@ def load_dual_encoder(
         raise hf.ModelDirError(f"model dir {str(path)!r} does not exist or is not a directory")
     separate = all((path / d).is_dir() for d in SEPARATE_TOWER_DIRS)
     tower_dirs = [path / d for d in SEPARATE_TOWER_DIRS] if separate else [path]
+    for d in tower_dirs:
+        _refuse_cross_encoder_dir(d)
     loaded = [hf.load_bert(d) for d in tower_dirs]
     config = loaded[0][0]
     if separate:
@@ -289,9 +346,23 @@ def cross_encoder_settings(model_dir: str | Path) -> dict[str, Any]:
     try:
         saved = json.loads(own.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{own}: not valid JSON ({e})") from None
+        raise UserInputError(f"{own}: not valid JSON ({e})") from None
     keys = ("max_length", "q_max_len", "pair_form", "title_form")
     return {k: saved[k] for k in keys if k in saved}
+
+
+def _tokenizer_max_length(model_dir: str | Path, limit: int) -> int | None:
+    """``model_max_length`` of the dir's ``tokenizer_config.json`` when it is a real length
+    (what sentence-transformers' CrossEncoder cuts pairs at): at most ``limit`` (the position
+    embeddings); tokenizers without one say 1e30."""
+    try:
+        raw = json.loads((Path(model_dir) / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    value = raw.get("model_max_length") if isinstance(raw, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 8 <= value <= limit:
+        return value
+    return None
 
 
 def load_cross_encoder(
@@ -305,8 +376,13 @@ def load_cross_encoder(
     title_form: str | None = None,
 ) -> CrossEncoder:
     """A cross encoder from an HF sequence-classification dir (see :func:`hf.load_cross_encoder`).
-    Arguments left None come from the dir's ``rqa_jax.json`` (see
-    :func:`cross_encoder_settings`), else max 160 tokens, pair form v1, title form hf."""
+    Arguments left None come from the dir: its ``rqa_jax.json`` (see
+    :func:`cross_encoder_settings`); for the max length, else its tokenizer's
+    ``model_max_length`` (as sentence-transformers' CrossEncoder reads it); else max 160
+    tokens, pair form v1, title form hf, the query cut to 32 tokens for the v2 head only.
+    ``q_max_len=0``: no separate query cut. A dir of another kind (a dual encoder, a plain
+    encoder) is refused with :class:`ModelKindError`."""
+    _refuse_dual_encoder_dir(Path(model_dir))
     config, head, params = hf.load_cross_encoder(model_dir, head)
     saved = cross_encoder_settings(model_dir)
     if q_max_len is None:
@@ -314,12 +390,18 @@ def load_cross_encoder(
             q_max_len = saved["q_max_len"]
         elif head == "v2":
             q_max_len = 32  # RocketQAv2 cuts the query to 32 tokens before pairing
+    elif q_max_len == 0:
+        q_max_len = None
+    if max_len is None:
+        max_len = saved.get("max_length") or _tokenizer_max_length(
+            model_dir, config.max_position_embeddings
+        )
     return CrossEncoder(
         config,
         head,
         params,
         load_tokenizer(model_dir),
-        max_len or saved.get("max_length", 160),
+        max_len or 160,
         q_max_len,
         dtype,
         batch_size,
@@ -343,4 +425,4 @@ def load_model(
         return load_dual_encoder(path, **kwargs)
     if kind == "cross":
         return load_cross_encoder(path, **kwargs)
-    raise ValueError(f"kind must be 'dual' or 'cross', got {kind!r}")
+    raise UserInputError(f"kind must be 'dual' or 'cross', got {kind!r}")

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, PartitionSpec
 
+from rqa_jax.errors import UserInputError
 from rqa_jax.parallel import DATA
 
 
@@ -137,7 +138,7 @@ def listwise_distillation_loss(
     Returns (loss, {"kl_per_query": the KL's mean over queries, whatever the variant}).
     """
     if variant not in DISTILLATION_VARIANTS:
-        raise ValueError(f"variant must be one of {DISTILLATION_VARIANTS}, got {variant!r}")
+        raise UserInputError(f"variant must be one of {DISTILLATION_VARIANTS}, got {variant!r}")
     if retriever_scores.shape != reranker_scores.shape or retriever_scores.ndim != 2:
         raise ValueError(
             f"scores must both be [B, m], got {retriever_scores.shape} and {reranker_scores.shape}"

@@ -17,6 +17,8 @@ import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rqa_jax.errors import UserInputError
+
 DATA, MODEL = "data", "model"
 
 Rules = Sequence[tuple[str, PartitionSpec]]
@@ -37,7 +39,7 @@ def make_mesh(model: int = 1, devices: Sequence[jax.Device] | None = None) -> Me
     """A ('data', 'model') mesh over ``devices`` (default: all), ``model`` devices per replica."""
     devices = list(jax.devices() if devices is None else devices)
     if len(devices) % model:
-        raise ValueError(
+        raise UserInputError(
             f"{len(devices)} devices do not split into model-parallel groups of {model}"
         )
     return Mesh(np.asarray(devices).reshape(-1, model), (DATA, MODEL))
@@ -64,7 +66,7 @@ def _spec_for(path: str, shape: tuple[int, ...], rules: Rules, mesh: Mesh) -> Pa
             spec = PartitionSpec(*([None] * (len(shape) - len(spec))), *spec)
         for dim, axis in zip(shape, spec, strict=False):
             if axis is not None and dim % mesh.shape[axis]:
-                raise ValueError(
+                raise UserInputError(
                     f"{path}: dimension {dim} does not split over {mesh.shape[axis]} '{axis}' devices"
                 )
         return spec

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from rqa_jax.data import formats as F
+from rqa_jax.errors import MissingIdError, UserInputError
 
 Example = dict[str, Any]
 
@@ -57,7 +58,7 @@ def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 def random_rows(rng: np.random.Generator, n: int, k: int, exclude: Collection[int]) -> list[int]:
     """``k`` distinct rows of ``range(n)`` outside ``exclude``, drawn with ``rng``."""
     if n - len(set(exclude)) < k:
-        raise ValueError(f"cannot draw {k} negatives from a corpus of {n} passages "
+        raise UserInputError(f"cannot draw {k} negatives from a corpus of {n} passages "
                          f"with {len(set(exclude))} excluded")  # fmt: skip
     out: list[int] = []
     while len(out) < k:
@@ -75,11 +76,11 @@ def marco_pair_records(
     query_text = {q.id: q.text for q in F.iter_queries(queries)}
     for qid, docs in F.read_qrels(qrels).items():
         if qid not in query_text:
-            raise ValueError(f"{qrels}: qid {qid!r} is not in {queries}")
+            raise UserInputError(f"{qrels}: qid {qid!r} is not in {queries}")
         try:
             judged = [int(r) for r in rows_of(list(docs))]
         except KeyError as e:
-            raise ValueError(f"{qrels}: {e.args[0]}") from None
+            raise UserInputError(f"{qrels}: {e.args[0]}") from None
         for row, rel in zip(judged, docs.values(), strict=True):
             if rel > 0:
                 yield [query_text[qid], row, judged]
@@ -105,7 +106,7 @@ def dual_from_marco(
     def rows_of(pids: list[str]) -> list[int]:
         missing = [p for p in pids if p not in row_of]
         if missing:
-            raise KeyError(f"passage id {missing[0]!r} is not in the corpus")
+            raise MissingIdError(f"passage id {missing[0]!r} is not in the corpus")
         return [row_of[p] for p in pids]
 
     pairs = marco_pair_records(queries, qrels, rows_of)
@@ -128,7 +129,7 @@ def dpr_examples(path: str | Path) -> Iterator[Example]:
 def dual_from_dpr_example(example: Example) -> Example:
     """DPR form → dual form: the first positive; hard negatives first, then the others."""
     if not example["positives"]:
-        raise ValueError(f"DPR example without a positive context: {example['question']!r}")
+        raise UserInputError(f"DPR example without a positive context: {example['question']!r}")
     return {"query": example["question"], "positive": example["positives"][0],
             "negatives": example["hard_negatives"] + example["negatives"]}  # fmt: skip
 
@@ -162,7 +163,7 @@ def dual_from_dpr_sampled(example: Example, k: int, rng: np.random.Generator) ->
     first, topped up from the other negatives when there are fewer than ``k``. With fewer
     than ``k`` in all the list is short (the batch then says so)."""
     if not example["positives"]:
-        raise ValueError(f"DPR example without a positive context: {example['question']!r}")
+        raise UserInputError(f"DPR example without a positive context: {example['question']!r}")
     hard, other = example["hard_negatives"], example["negatives"]
     negs = [hard[i] for i in rng.permutation(len(hard))[:k]]
     if len(negs) < k:
@@ -387,6 +388,7 @@ def cross_marco_records(
     list_size: int,
     depth: int,
     seed: int,
+    not_negatives: str | Path | None = None,
 ) -> Iterator[list[Any]]:
     """Re-ranker training records from MS MARCO qrels and a retriever's run over the train
     queries, as RocketQA's ``construct_marco_train_ce.py`` builds them:
@@ -398,6 +400,8 @@ def cross_marco_records(
       distinct sampled negatives → ``[query, rows, [1, 0, ...]]``.
 
     Without a run, negatives are random corpus passages (RocketQA always had a run).
+    ``not_negatives``: qrels of further relevant pairs that are never drawn as negatives nor
+    trained on as positives (RocketQA's ``qrels.train.addition.tsv``, found by literal match).
     Sampling is seeded per (``seed``, qid). ``corpus``: ``len()`` and ``rows_of(pids)``.
     Anomalies are counted and reported in one warning each: run queries without positives
     (skipped), train queries absent from the run (pointwise: positives only; listwise:
@@ -407,9 +411,10 @@ def cross_marco_records(
     positives: dict[str, list[str]] = {}
     for qid, docs in F.read_qrels(qrels).items():
         if qid not in query_text:
-            raise ValueError(f"{qrels}: qid {qid!r} is not in {queries}")
+            raise UserInputError(f"{qrels}: qid {qid!r} is not in {queries}")
         if any(rel > 0 for rel in docs.values()):
             positives[qid] = [p for p, rel in docs.items() if rel > 0]
+    also = F.read_qrels(not_negatives) if not_negatives is not None else {}
     n_corpus, listwise = len(corpus), objective == "listwise"
     k = list_size - 1 if listwise else negatives_per_query
     counts = {"no_positive": 0, "not_in_run": 0, "short": 0}
@@ -418,25 +423,27 @@ def cross_marco_records(
         try:
             return [int(r) for r in corpus.rows_of(pids)]
         except KeyError as e:
-            raise ValueError(f"{run or qrels}: {e.args[0]}") from None
+            raise UserInputError(f"{run or qrels}: {e.args[0]}") from None
 
     def emit(qid: str, pool: Sequence[str] | None) -> Iterator[list[Any]]:
         rng, pos = query_rng(seed, qid), positives[qid]
         pos_rows, text = rows(pos), query_text[qid]
+        extra = [p for p in also.get(qid, {}) if p not in pos]
+        skip, skip_rows = [*pos, *extra], [*pos_rows, *(rows(extra) if extra else [])]
         if not listwise:
-            negs = rows(sample_distinct(rng, pool, pos, k)) if pool is not None else []
+            negs = rows(sample_distinct(rng, pool, skip, k)) if pool is not None else []
             if pool is None and run is None:
-                negs = random_rows(rng, n_corpus, k, pos_rows)
+                negs = random_rows(rng, n_corpus, k, skip_rows)
             counts["short"] += pool is not None and len(negs) < k
             yield from ([text, r, 1] for r in pos_rows)
             yield from ([text, r, 0] for r in negs)
             return
         for pos_row in pos_rows:
-            negs = rows(sample_distinct(rng, pool, pos, k)) if pool is not None else []
+            negs = rows(sample_distinct(rng, pool, skip, k)) if pool is not None else []
             if pool is not None and len(negs) < k:
                 counts["short"] += 1
             if len(negs) < k:
-                negs += random_rows(rng, n_corpus, k - len(negs), [*pos_rows, *negs])
+                negs += random_rows(rng, n_corpus, k - len(negs), [*skip_rows, *negs])
             yield [text, [pos_row, *negs], [1] + [0] * k]
 
     seen: set[str] = set()

@@ -23,11 +23,13 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from rqa_jax.errors import UserFileNotFoundError, UserInputError
+
 ID_TEXT_FORMATS = ("id_text_title", "id_title_text")
 NO_TITLE = ("", "-")
 
 
-class FormatError(ValueError):
+class FormatError(UserInputError):
     """A line of an input file is not in the expected format; the message names file:line."""
 
     def __init__(self, path: str | Path, line_no: int, message: str) -> None:
@@ -149,10 +151,14 @@ def _lines(
     path: str | Path, skip: int = 0, start: tuple[int, int] = (0, 1)
 ) -> Iterator[tuple[int, str]]:
     """(line number, line without newline), from ``start`` = (byte offset, its line number).
-    Decoded line by line, so bad UTF-8 names its line."""
+    Decoded line by line, so bad UTF-8 names its line. Blank (empty or whitespace-only)
+    lines at the end of the file are ignored; a blank line followed by more lines is an
+    error naming it (every row format here has a non-blank row per line, and a blank line
+    inside a file usually means a broken one, e.g. a text with a stray newline)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"input file {str(path)!r} does not exist")
+        raise UserFileNotFoundError(f"input file {str(path)!r} does not exist")
+    first_blank = 0
     with path.open("rb") as f:
         f.seek(start[0])
         for line_no, raw in enumerate(f, start=start[1]):
@@ -162,7 +168,14 @@ def _lines(
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise FormatError(path, line_no, f"not valid UTF-8 ({e.reason})") from None
-            yield line_no, line.rstrip("\r\n")
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                first_blank = first_blank or line_no
+                continue
+            if first_blank:
+                raise FormatError(path, first_blank, "blank line (blank lines are only "
+                                  "allowed at the end of the file)")  # fmt: skip
+            yield line_no, line
 
 
 def _tsv(
@@ -226,8 +239,20 @@ def iter_id_text(
     ``start``: (byte offset, line number) to begin at, from :func:`line_offsets`.
     ``raw_titles``: keep the title column verbatim (``-`` and ``''`` stay as they are, as
     RocketQA's readers see them; None only where there is no title column)."""
+    for _, rec in iter_id_text_lines(path, allow_title, fmt, start, raw_titles):
+        yield rec
+
+
+def iter_id_text_lines(
+    path: str | Path,
+    allow_title: bool = True,
+    fmt: str = "id_text_title",
+    start: tuple[int, int] = (0, 1),
+    raw_titles: bool = False,
+) -> Iterator[tuple[int, TextRecord]]:
+    """:func:`iter_id_text` with each record's line number in the file: (line, record)."""
     if fmt not in ID_TEXT_FORMATS:
-        raise ValueError(f"format must be one of {ID_TEXT_FORMATS}, got {fmt!r}")
+        raise UserInputError(f"format must be one of {ID_TEXT_FORMATS}, got {fmt!r}")
     if not allow_title:
         expected, allowed = "'id<TAB>text'", (2,)
     elif fmt == "id_text_title":
@@ -249,7 +274,7 @@ def iter_id_text(
             raise FormatError(path, line_no, "empty id")
         if not text.strip():
             raise FormatError(path, line_no, f"empty text for id {rec_id!r}")
-        yield TextRecord(rec_id, text, title if raw_titles else title_or_none(title))
+        yield line_no, TextRecord(rec_id, text, title if raw_titles else title_or_none(title))
 
 
 def iter_collection(
@@ -258,8 +283,8 @@ def iter_collection(
     """MS MARCO ``collection.tsv``; a pid that occurs twice is an error naming both lines.
     ``raw_titles`` as in :func:`iter_id_text`."""
     seen: dict[str, int] = {}
-    records = iter_id_text(path, allow_title=allow_title, raw_titles=raw_titles)
-    for line_no, rec in enumerate(records, start=1):
+    records = iter_id_text_lines(path, allow_title=allow_title, raw_titles=raw_titles)
+    for line_no, rec in records:
         if rec.id in seen:
             raise FormatError(
                 path, line_no, f"duplicate pid {rec.id!r} (first on line {seen[rec.id]})"
@@ -271,7 +296,7 @@ def iter_collection(
 def iter_queries(path: str | Path) -> Iterator[TextRecord]:
     """``qid \\t query`` rows; a duplicate qid is an error."""
     seen: dict[str, int] = {}
-    for line_no, rec in enumerate(iter_id_text(path, allow_title=False), start=1):
+    for line_no, rec in iter_id_text_lines(path, allow_title=False):
         if rec.id in seen:
             raise FormatError(
                 path, line_no, f"duplicate qid {rec.id!r} (first on line {seen[rec.id]})"
@@ -290,14 +315,17 @@ def write_id_text(
     _write_lines(path, (line(r) for r in records))
 
 
-def read_titles(path: str | Path, keep: Collection[str] | None = None) -> dict[str, str | None]:
+def read_titles(
+    path: str | Path, keep: Collection[str] | None = None, raw: bool = False
+) -> dict[str, str | None]:
     """MS MARCO-style titles file ``pid \\t title``; with ``keep``, only those pids' titles
-    (a corpus-sized file, read for a few passages)."""
+    (a corpus-sized file, read for a few passages). ``raw``: titles verbatim (``-`` and ``''``
+    kept, as ``raw_titles`` of :func:`iter_id_text`), else ``-`` / ``''`` read as None."""
     titles: dict[str, str | None] = {}
     for line_no, (pid, title) in _tsv(path, 2, "pid, title"):
         pid = _nonempty(path, line_no, pid.strip(), "pid")
         if keep is None or pid in keep:
-            titles[pid] = title_or_none(title)
+            titles[pid] = title if raw else title_or_none(title)
     return titles
 
 
@@ -309,13 +337,17 @@ def write_titles(path: str | Path, titles: dict[str, str | None]) -> None:
 
 
 def iter_qrels(path: str | Path) -> Iterator[tuple[int, str, str, int]]:
-    """(line, qid, pid, relevance) from ``qid \\t 0 \\t pid \\t rel`` or whitespace TREC form."""
+    """(line, qid, pid, relevance) from ``qid \\t 0 \\t pid \\t rel`` or whitespace TREC form,
+    or RocketQA's two columns ``qid \\t pid`` (its ``corpus/marco/qrels.*.tsv``: relevance 1)."""
     for line_no, line in _lines(path):
         cols = line.split("\t") if "\t" in line else line.split()
+        if len(cols) == 2:  # RocketQA's qrels: every listed pair is relevant
+            cols = [cols[0], "0", cols[1], "1"]
         if len(cols) != 4:
             raise FormatError(
-                path, line_no, f"expected 'qid 0 pid relevance' (4 columns), found {len(cols)}"
-            )
+                path, line_no, f"expected 'qid 0 pid relevance' (4 columns) or RocketQA's "
+                f"'qid<TAB>pid', found {len(cols)}"
+            )  # fmt: skip
         qid, _, pid, rel = (c.strip() for c in cols)
         _nonempty(path, line_no, qid, "qid")
         _nonempty(path, line_no, pid, "pid")
@@ -606,9 +638,9 @@ def iter_joint_lists(
     error with ``extra_positives="error"``; ``"first"`` keeps it with only the first as the
     positive (the listwise loss takes index 0), ``"skip"`` drops it (counted in a warning)."""
     if list_size < 2:
-        raise ValueError(f"list_size must be at least 2, got {list_size}")
+        raise UserInputError(f"list_size must be at least 2, got {list_size}")
     if extra_positives not in EXTRA_POSITIVES:
-        raise ValueError(
+        raise UserInputError(
             f"extra_positives must be one of {EXTRA_POSITIVES}, got {extra_positives!r}"
         )
     block: list[tuple[int, CrossTrainRow]] = []
@@ -750,7 +782,7 @@ def iter_run_groups(
 def write_run(path: str | Path, run: Run, fmt: str = "trec", tag: str = "rqa_jax") -> None:
     """``fmt`` "trec" or "rocketqa"; ranks are 1-based in list order."""
     if fmt not in ("trec", "rocketqa"):
-        raise ValueError(f"run format must be 'trec' or 'rocketqa', got {fmt!r}")
+        raise UserInputError(f"run format must be 'trec' or 'rocketqa', got {fmt!r}")
 
     def lines() -> Iterator[str]:
         for qid, docs in run.items():
@@ -761,3 +793,52 @@ def write_run(path: str | Path, run: Run, fmt: str = "trec", tag: str = "rqa_jax
                     yield f"{qid}\t{pid}\t{rank}\t{score:.6f}"
 
     _write_lines(path, lines())
+
+
+# ----------------------------------------------------------------------------- MS MARCO file names
+
+# What each MS MARCO-form file may be called in a data dir, first found wins: this library's
+# names (the sample's), then the official MS MARCO downloads' (collectionandqueries.tar.gz,
+# triples.train.small.tar.gz), then RocketQA's own package (``corpus/marco/`` of the released
+# ``wget_data.sh``: para.txt, para.title.txt, {train,dev}.query.txt, qrels.{train,dev}.tsv with
+# two columns, read by :func:`iter_qrels`). Same columns under every name.
+MARCO_FILES: dict[str, tuple[str, ...]] = {
+    "collection": ("collection.tsv", "para.txt"),  # pid \t passage
+    "titles": ("titles.tsv", "para.title.txt"),  # pid \t title
+    "queries.train": ("queries.train.tsv", "train.query.txt"),  # qid \t query
+    "queries.dev": ("queries.dev.tsv", "queries.dev.small.tsv", "dev.query.txt"),
+    "qrels.train": ("qrels.train.tsv",),  # qid 0 pid rel, or RocketQA's qid \t pid
+    "qrels.dev": ("qrels.dev.tsv", "qrels.dev.small.tsv"),
+    "triples.train": ("triples.train.tsv", "triples.train.small.tsv"),  # query \t pos \t neg
+    # RocketQA: further train positives found by literal matching, never sampled as negatives
+    "qrels.train.addition": ("qrels.train.addition.tsv",),
+}
+
+
+def marco_file(root: str | Path, name: str, why: str = "", required: bool = True) -> Path | None:
+    """The file of ``root`` that holds MS MARCO's ``name`` (a :data:`MARCO_FILES` key): the
+    first of its names that exists. None if there is none and not ``required``; else
+    UserFileNotFoundError listing every name looked for (and ``why`` it is needed)."""
+    if name not in MARCO_FILES:
+        raise ValueError(f"unknown MS MARCO file {name!r}: one of {sorted(MARCO_FILES)}")
+    root = Path(root)
+    for candidate in MARCO_FILES[name]:
+        if (root / candidate).is_file():
+            return root / candidate
+    if not required:
+        return None
+    names = " or ".join(MARCO_FILES[name])
+    raise UserFileNotFoundError(f"{root} has no {name} file (looked for {names})"
+                            + (f": {why}" if why else ""))  # fmt: skip
+
+
+def marco_dev_files(root: str | Path, why: str = "") -> tuple[Path, Path]:
+    """(dev queries, dev qrels) of ``root``, as :func:`marco_file` finds them, except that
+    the official small pair goes together: with ``qrels.dev.small.tsv`` (and no
+    ``qrels.dev.tsv``) the queries are ``queries.dev.small.tsv`` when there is one, not the
+    101k-query ``queries.dev.tsv`` that the same downloads hold."""
+    qrels = marco_file(root, "qrels.dev", why)
+    small = Path(root) / "queries.dev.small.tsv"
+    if qrels.name == "qrels.dev.small.tsv" and small.is_file():
+        return small, qrels
+    return marco_file(root, "queries.dev", why), qrels

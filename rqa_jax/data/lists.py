@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from rqa_jax.data import formats as F
 from rqa_jax.data.formats import DualTrainRow, Qrels, Run
+from rqa_jax.errors import MissingIdError, UserInputError
 
 Scores = dict[str, dict[str, float]]
 # A scorer: (queries, paras, titles) -> one relevance score per pair
@@ -56,7 +57,7 @@ def mine(run: Run, qrels: Qrels, depth: int = 1000) -> Run:
     """Each judged query's top ``depth`` candidates with its labelled positives removed: the
     pool hard negatives are drawn from."""
     if depth < 1:
-        raise ValueError(f"depth must be at least 1, got {depth}")
+        raise UserInputError(f"depth must be at least 1, got {depth}")
     return {
         qid: [(pid, s) for pid, s in run[qid][:depth] if pid not in set(_positives(qrels, qid))]
         for qid in run
@@ -92,7 +93,7 @@ def score_candidates(
     qids = list(run)
     missing = next((q for q in qids if q not in queries), None)
     if missing is not None:
-        raise KeyError(f"run query id {missing!r} is not in the queries")
+        raise MissingIdError(f"run query id {missing!r} is not in the queries")
     done = int(done_file.read_text().split()[0]) if done_file.is_file() and out.is_file() else 0
     if done == 0:
         out.write_text("")
@@ -106,7 +107,7 @@ def score_candidates(
         pairs = [(q, rank, pid) for q in chunk for rank, (pid, _) in enumerate(run[q][:top], 1)]
         absent = next((pid for _, _, pid in pairs if pid not in corpus), None)
         if absent is not None:
-            raise KeyError(f"run passage id {absent!r} is not in the corpus")
+            raise MissingIdError(f"run passage id {absent!r} is not in the corpus")
         scores = scorer([queries[q] for q, _, _ in pairs], [corpus[p][1] for _, _, p in pairs],
                         [corpus[p][0] for _, _, p in pairs]) if pairs else []  # fmt: skip
         with out.open("a", encoding="utf-8") as f:
@@ -162,7 +163,7 @@ def denoise(
     then random ones from ranks ``top``+1..``depth``. A labelled positive is never a
     negative; a top candidate without a score is an error (score the top first)."""
     if pick not in ("random", "rank"):
-        raise ValueError(f"pick must be 'random' or 'rank', got {pick!r}")
+        raise UserInputError(f"pick must be 'random' or 'rank', got {pick!r}")
     pairs: dict[str, list[tuple[str, str]]] = {}
     dropped: dict[str, set[str]] = {}
     st = DenoiseStats()
@@ -176,7 +177,9 @@ def denoise(
         qs = ce_scores.get(qid, {})
         unscored = next((pid for pid in head if pid not in qs), None)
         if unscored is not None:
-            raise KeyError(f"query {qid!r}: candidate {unscored!r} has no cross-encoder score")
+            raise MissingIdError(
+                f"query {qid!r}: candidate {unscored!r} has no cross-encoder score"
+            )
         usable = [pid for pid in head if qs[pid] < tau_neg]
         dropped[qid] = {pid for pid in head if qs[pid] >= tau_neg}
         chosen = rng.sample(usable, min(need, len(usable))) if pick == "random" else usable[:need]
@@ -286,7 +289,7 @@ def dual_rows(
         for pos, neg in qpairs:
             for pid in (pos, neg):
                 if pid not in corpus:
-                    raise KeyError(f"passage id {pid!r} (query {qid!r}) is not in the corpus")
+                    raise MissingIdError(f"passage id {pid!r} (query {qid!r}) is not in the corpus")
             yield DualTrainRow(
                 queries[qid], corpus[pos][0], corpus[pos][1], corpus[neg][0], corpus[neg][1]
             )
@@ -410,7 +413,7 @@ def write_joint(
     for qid, pids in lists.items():
         missing = next((p for p in pids if p not in corpus), None)
         if missing is not None:
-            raise KeyError(f"passage id {missing!r} (query {qid!r}) is not in the corpus")
+            raise MissingIdError(f"passage id {missing!r} (query {qid!r}) is not in the corpus")
         rows.append(F.JointList(queries[qid], tuple(corpus[p][0] for p in pids),
                                 tuple(corpus[p][1] for p in pids), (1,) + (0,) * (len(pids) - 1)))  # fmt: skip
     F.write_joint_lists(path, rows)

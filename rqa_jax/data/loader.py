@@ -36,6 +36,7 @@ import jax
 import numpy as np
 
 from rqa_jax.data import tokenize
+from rqa_jax.errors import ConfigError
 
 STEP_KINDS = ("dual", "cross", "joint")
 
@@ -60,19 +61,19 @@ class BatchSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in STEP_KINDS:
-            raise ValueError(f"kind must be one of {STEP_KINDS}, got {self.kind!r}")
+            raise ConfigError(f"kind must be one of {STEP_KINDS}, got {self.kind!r}")
         if self.pair_form not in tokenize.PAIR_FORMS:
-            raise ValueError(
+            raise ConfigError(
                 f"pair_form must be one of {tokenize.PAIR_FORMS}, got {self.pair_form!r}"
             )
         if self.title_form not in tokenize.TITLE_FORMS:
-            raise ValueError(
+            raise ConfigError(
                 f"title_form must be one of {tokenize.TITLE_FORMS}, got {self.title_form!r}"
             )
         if self.kind == "joint" and self.list_size < 2:
-            raise ValueError("joint batches need list_size >= 2")
+            raise ConfigError("joint batches need list_size >= 2")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
 
 
 def _group(enc: tokenize.Encoded, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -105,11 +106,11 @@ def _lists(
     m = spec.list_size
     for ex in examples:
         if len(ex["paras"]) != m or len(ex["titles"]) != m:
-            raise ValueError(
+            raise ConfigError(
                 f"list of {len(ex['paras'])} passages for query {ex['query']!r}, expected {m}"
             )
         if ex["labels"][0] != 1:
-            raise ValueError(f"the positive must come first in the list for query {ex['query']!r}")
+            raise ConfigError(f"the positive must come first in the list for query {ex['query']!r}")
     queries = [ex["query"] for ex in examples for _ in range(m)]
     titles = [t for ex in examples for t in ex["titles"]]
     paras = [p for ex in examples for p in ex["paras"]]
@@ -126,7 +127,7 @@ def tokenize_batch(
         texts, titles = [], []
         for ex in examples:
             if len(ex["negatives"]) < k:
-                raise ValueError(
+                raise ConfigError(
                     f"{len(ex['negatives'])} negatives for query {ex['query']!r}, need {k}"
                 )
             for p in [ex["positive"], *ex["negatives"][:k]]:
@@ -196,13 +197,13 @@ class Loader:
         self.process_index = jax.process_index() if process_index is None else process_index
         self.process_count = jax.process_count() if process_count is None else process_count
         if spec.batch_size % self.process_count:
-            raise ValueError(
+            raise ConfigError(
                 f"global batch {spec.batch_size} does not split over {self.process_count} processes"
             )
         self.local_batch_size = bs = spec.batch_size // self.process_count
         n = len(source)
         if n < spec.batch_size:
-            raise ValueError(f"{n} examples cannot fill one global batch of {spec.batch_size}")
+            raise ConfigError(f"{n} examples cannot fill one global batch of {spec.batch_size}")
         # One global order, the same in every process: global batch g is rows
         # order[g·B : (g+1)·B] and process p reads its slice p·b … (p+1)·b − 1 of it. So the
         # global batches do not depend on how many processes there are (2 hosts train as 1).

@@ -24,6 +24,7 @@ import random
 from pathlib import Path
 
 from rqa_jax.data import formats
+from rqa_jax.errors import UserInputError
 
 SYLLABLES = [
     "val",
@@ -236,7 +237,7 @@ def generate(
     for split, wanted in (("train", train_queries), ("dev", dev_queries)):
         pool = pools[split]
         if wanted > len(pool):
-            raise ValueError(f"{wanted} {split} queries asked, only {len(pool)} possible")
+            raise UserInputError(f"{wanted} {split} queries asked, only {len(pool)} possible")
         chosen = rng.sample(pool, wanted)
         chosen_train = chosen if split == "train" else chosen_train
         prefix = "t" if split == "train" else "d"
@@ -257,7 +258,7 @@ def generate(
         taken = {q for _, q, _ in chosen_train}
         rest = [x for x in pools["train"] if x[1] not in taken]
         if unlabeled_questions > len(rest):
-            raise ValueError(
+            raise UserInputError(
                 f"{unlabeled_questions} unlabeled questions asked, only {len(rest)} possible"
             )
         picked = extra_rng.sample(rest, unlabeled_questions)

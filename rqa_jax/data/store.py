@@ -38,6 +38,8 @@ from typing import Any
 import msgpack  # a flax dependency
 import numpy as np
 
+from rqa_jax.errors import MissingIdError, UserInputError
+
 FORMAT_VERSION = 2
 RECORDS = "records.msgpack"  # the records, back to back
 OFFSETS = "offsets.u64"  # n + 1 little-endian uint64: record i is bytes [off[i], off[i + 1])
@@ -201,7 +203,7 @@ def corpus_finish(pids: list[np.ndarray]) -> Callable[[Path], None]:
         if len(ids) > 1:
             dup = np.flatnonzero(ids[1:] == ids[:-1])
             if len(dup):
-                raise ValueError(f"duplicate passage id {ids[dup[0]].decode()!r} in the corpus")
+                raise UserInputError(f"duplicate passage id {ids[dup[0]].decode()!r} in the corpus")
         np.save(tmp / IDS, ids)
         np.save(tmp / ORDER, order.astype(np.int64))
 
@@ -267,7 +269,7 @@ class CorpusStore(RecordStore):
         found[found] = self._ids[pos[found]] == want[found]
         if not found.all():
             missing = [p for p, f in zip(pids, found, strict=True) if not f]
-            raise KeyError(
+            raise MissingIdError(
                 f"passage id {missing[0]!r} is not in the corpus ({len(missing)} missing)"
             )
         return np.asarray(self._order[pos], np.int64)

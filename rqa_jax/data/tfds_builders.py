@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 from rqa_jax.data import examples as E
 from rqa_jax.data import formats as F
 from rqa_jax.data.examples import passage as _passage
+from rqa_jax.errors import MissingIdError, UserInputError
 
 _TEXT = tfds.features.Text
 _PASSAGE = {"id": _TEXT(), "title": _TEXT(), "text": _TEXT()}
@@ -275,7 +276,7 @@ def build(
 ) -> tfds.core.DatasetBuilder:
     """Builds (once; later calls reuse the files) dataset ``name`` from ``manual_dir``."""
     if name not in BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(BUILDERS)}")
+        raise UserInputError(f"unknown dataset {name!r}; known: {', '.join(BUILDERS)}")
     builder = BUILDERS[name](data_dir=str(data_dir), file_format="array_record", config=config)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
@@ -348,5 +349,5 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str) -> DecodedSource:
     """The random-access, decoded records of one split of a built dataset."""
     sources = builder.as_data_source()
     if split not in sources:
-        raise KeyError(f"{builder.name} has no split {split!r} (built: {', '.join(sources)})")
+        raise MissingIdError(f"{builder.name} has no split {split!r} (built: {', '.join(sources)})")
     return DecodedSource(sources[split], _FIELDS.get(builder.name, {}).get(split))

@@ -38,13 +38,15 @@ from typing import Any
 
 import numpy as np
 
+from rqa_jax.errors import UserInputError
+
 NO_TITLE = ("", "-")
 TITLE_FORMS = ("hf", "rocketqa", "rocketqa_literal")
 PAIR_FORMS = ("v1", "v2")
 MISSING_TITLE = "-"  # how RocketQA's files write a passage without title
 
 
-class EmptyTextError(ValueError):
+class EmptyTextError(UserInputError):
     """A query or passage text is empty: it would encode to [CLS] [SEP] and match anything."""
 
 
@@ -83,14 +85,14 @@ def is_no_title(title: str | None) -> bool:
 
 def _check_title_form(title_form: str) -> None:
     if title_form not in TITLE_FORMS:
-        raise ValueError(f"title_form must be one of {TITLE_FORMS}, got {title_form!r}")
+        raise UserInputError(f"title_form must be one of {TITLE_FORMS}, got {title_form!r}")
 
 
 def _titles(titles: Sequence[str | None] | None, n: int) -> Sequence[str | None]:
     if titles is None:
         return [None] * n
     if isinstance(titles, str) or len(titles) != n:
-        raise ValueError(f"titles must be a list as long as paras ({n})")
+        raise UserInputError(f"titles must be a list as long as paras ({n})")
     return titles
 
 
@@ -229,9 +231,9 @@ def encode_pairs(
     check_texts(paras, "paras")
     _check_title_form(title_form)
     if pair_form not in PAIR_FORMS:
-        raise ValueError(f"pair_form must be one of {PAIR_FORMS}, got {pair_form!r}")
+        raise UserInputError(f"pair_form must be one of {PAIR_FORMS}, got {pair_form!r}")
     if len(queries) != len(paras):
-        raise ValueError(f"{len(queries)} queries but {len(paras)} paras: pairs must align")
+        raise UserInputError(f"{len(queries)} queries but {len(paras)} paras: pairs must align")
     title_text = title_texts(_titles(titles, len(paras)), title_form)
     if pair_form == "v2":
         return _assemble_v2(tokenizer, queries, title_text, paras, max_len, q_max_len)
@@ -255,7 +257,7 @@ def _assemble_v2(
     q_max_len = 32 if q_max_len is None else q_max_len
     p_budget = max_len - q_max_len - 3
     if q_max_len < 3 or p_budget < 1:
-        raise ValueError(
+        raise UserInputError(
             f"pair_form 'v2' needs 3 <= q_max_len and q_max_len + 4 <= max_len, got "
             f"q_max_len {q_max_len}, max_len {max_len}"
         )

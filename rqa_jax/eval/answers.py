@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 
 import regex
 
+from rqa_jax.errors import MissingIdError
+
 _TOKEN = regex.compile(
     r"([\p{L}\p{N}\p{M}]+)|([^\p{Z}\p{C}])", flags=regex.IGNORECASE | regex.UNICODE
 )
@@ -40,7 +42,7 @@ def top_k_accuracy(
         hit = None
         for rank, (pid, _) in enumerate(run.get(qid, []), start=1):
             if pid not in passages:
-                raise KeyError(f"run names passage {pid!r} that is not in the corpus")
+                raise MissingIdError(f"run names passage {pid!r} that is not in the corpus")
             if has_answer(passages[pid], golds):
                 hit = rank
                 break

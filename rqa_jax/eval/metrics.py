@@ -8,6 +8,7 @@ relevant.
 from __future__ import annotations
 
 from rqa_jax.data.formats import Qrels, Run
+from rqa_jax.errors import UserInputError
 
 
 def _relevant(qrels: Qrels, qid: str) -> set[str]:
@@ -74,6 +75,8 @@ def evaluate(qrels: Qrels, run: Run, metrics: list[str]) -> dict[str, float]:
     for name in metrics:
         base, _, k = name.partition("@")
         if base not in METRICS or not k.isdigit():
-            raise ValueError(f"unknown metric {name!r}; use {', '.join(m + '@K' for m in METRICS)}")
+            raise UserInputError(
+                f"unknown metric {name!r}; use {', '.join(m + '@K' for m in METRICS)}"
+            )
         out[name] = METRICS[base](qrels, run, int(k))
     return out

@@ -17,17 +17,27 @@ continues after the last recorded chunk.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from rqa_jax.data.formats import TextRecord, iter_id_text, line_offsets
+from rqa_jax.data.formats import (
+    FormatError,
+    TextRecord,
+    iter_id_text,
+    iter_id_text_lines,
+    line_offsets,
+    read_titles,
+    title_or_none,
+)
+from rqa_jax.errors import UserInputError
 from rqa_jax.inference import DualEncoder
 
 KINDS = ("query", "passage")
@@ -38,8 +48,35 @@ SHARDS = "shards.json"
 
 
 def count_valid_lines(path: str | Path, kind: str, fmt: str) -> int:
-    """Validates the whole file (raising FormatError on the first bad line) and counts rows."""
-    return sum(1 for _ in iter_id_text(path, allow_title=kind == "passage", fmt=fmt))
+    """Validates the whole file and counts rows: a FormatError names the first bad line, or
+    an id that occurs twice with both its lines (``rqa index`` and runs need unique ids).
+
+    Ids are checked by 64-bit hash (8 bytes a row, not a dict of every id: a 21M-passage
+    corpus stays in memory); only on a repeated hash is the file read again for the ids."""
+    allow_title = kind == "passage"
+    hashes = array.array("q")
+    for _, rec in iter_id_text_lines(path, allow_title=allow_title, fmt=fmt):
+        hashes.append(hash(rec.id))
+    if len(hashes) > 1:
+        ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        if len(repeated):
+            _raise_duplicate_id(path, allow_title, fmt, set(repeated.tolist()))
+    return len(hashes)
+
+
+def _raise_duplicate_id(path: str | Path, allow_title: bool, fmt: str, hashes: set[int]) -> None:
+    """Finds the first id whose line repeats an earlier id (among ids with these hashes)."""
+    first: dict[str, int] = {}
+    for line_no, rec in iter_id_text_lines(path, allow_title=allow_title, fmt=fmt):
+        if hash(rec.id) not in hashes:
+            continue
+        if rec.id in first:
+            raise FormatError(
+                path, line_no, f"duplicate id {rec.id!r} (first on line {first[rec.id]}): "
+                "ids must be unique"
+            )  # fmt: skip
+        first[rec.id] = line_no
 
 
 def _chunks(records: Iterator[TextRecord], size: int) -> Iterator[list[TextRecord]]:
@@ -60,18 +97,28 @@ def encode_file(
     model_fingerprint: str = "",
     storage_dtype: str = "float32",
     start: tuple[int, int] = (0, 1),
+    titles: str | Path | None = None,
+    _title_map: Mapping[str, str] | None = None,
 ) -> int:
     """Encodes the rows of ``input_path`` (``n_rows`` of them from ``start`` = (byte offset,
     line), default: all, validated here); returns the row count. Row i of the embeddings is
     row i read; ``ids.txt`` holds the ids in the same order. A finished identical job is
-    skipped; an interrupted one is continued."""
+    skipped; an interrupted one is continued.
+
+    ``titles``: a ``pid \\t title`` file (passages only) whose titles replace the input's
+    third column where both give one, as training reads titles; they are encoded in the
+    model's title form (``-`` / empty: no title, except verbatim in ``rocketqa_literal``)."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise UserInputError(f"kind must be one of {KINDS}, got {kind!r}")
+    if titles is not None and kind != "passage":
+        raise UserInputError("titles apply to passages, not to queries")
     if storage_dtype not in STORAGE_DTYPES:
-        raise ValueError(f"storage dtype must be one of {STORAGE_DTYPES}, got {storage_dtype!r}")
+        raise UserInputError(
+            f"storage dtype must be one of {STORAGE_DTYPES}, got {storage_dtype!r}"
+        )
     n = count_valid_lines(input_path, kind, fmt) if n_rows is None else n_rows
     if n == 0:
-        raise ValueError(f"{input_path}: no rows to encode (the file is empty)")
+        raise UserInputError(f"{input_path}: no rows to encode (the file is empty)")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     final = [out / EMBEDDINGS, out / IDS, out / META]
@@ -79,6 +126,10 @@ def encode_file(
     job = _job(
         input_path, kind, fmt, n, start, storage_dtype, model.dim, model_fingerprint, model.settings
     )
+    if titles is not None:  # only then: jobs without titles keep their identity
+        st = Path(titles).stat()
+        job["titles"] = {"path": str(Path(titles).absolute()), "size": st.st_size,
+                         "mtime_ns": st.st_mtime_ns}  # fmt: skip
     if all(p.is_file() for p in final) and json.loads(final[2].read_text()).get("job") == job:
         return n  # this exact job finished before
     done = _resumable_rows(out, partial, job)
@@ -95,6 +146,9 @@ def encode_file(
     records = iter_id_text(input_path, allow_title=kind == "passage", fmt=fmt, start=start,
                            raw_titles=raw_titles)  # fmt: skip
     records = itertools.islice(records, done, n)
+    if titles is not None:
+        title_map = read_titles(titles, raw=True) if _title_map is None else _title_map
+        records = (_with_title(r, title_map, raw_titles) for r in records)
     row = done
     with (
         partial[1].open("a", encoding="utf-8") as ids_file,
@@ -119,7 +173,7 @@ def encode_file(
             bar.update(len(chunk))
     del emb
     if row != n:
-        raise ValueError(
+        raise UserInputError(
             f"{input_path}: {row} rows encoded but {n} were counted; the file changed while encoding?"
         )
     s = model.settings
@@ -143,6 +197,14 @@ def encode_file(
     return n
 
 
+def _with_title(rec: TextRecord, title_map: Mapping[str, str], raw: bool) -> TextRecord:
+    """``rec`` with its title from ``title_map`` (verbatim titles) when that has one."""
+    if rec.id not in title_map:
+        return rec
+    title = title_map[rec.id]
+    return dataclasses.replace(rec, title=title if raw else title_or_none(title))
+
+
 def encode_sharded(
     model: DualEncoder,
     kind: str,
@@ -158,10 +220,12 @@ def encode_sharded(
     process wrote. Process 0 writes ``shards.json`` once every shard is complete (run it
     again, or call :func:`finalize_shards`, after the other processes finish)."""
     if shard_size < 1:
-        raise ValueError(f"shard_size must be positive, got {shard_size}")
+        raise UserInputError(f"shard_size must be positive, got {shard_size}")
+    if kwargs.get("titles") is not None:  # read once, for every shard
+        kwargs["_title_map"] = read_titles(kwargs["titles"], raw=True)
     n = count_valid_lines(input_path, kind, kwargs.get("fmt", "id_text_title"))
     if n == 0:
-        raise ValueError(f"{input_path}: no rows to encode (the file is empty)")
+        raise UserInputError(f"{input_path}: no rows to encode (the file is empty)")
     starts = line_offsets(input_path, shard_size)
     out = Path(output_dir)
     mine = []
@@ -214,7 +278,7 @@ def _keep_first_lines(path: Path, n: int) -> None:
     with path.open("rb+") as f:
         for _ in range(n):
             if not f.readline():
-                raise ValueError(
+                raise UserInputError(
                     f"{path}: fewer than {n} ids; delete the .partial files to start again"
                 )
         f.truncate()

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from tqdm import tqdm
 
 from rqa_jax.data.formats import Run
+from rqa_jax.errors import MissingIdError, UserInputError
 from rqa_jax.inference import CrossEncoder
 
 
@@ -29,15 +30,15 @@ def rerank(
     naming it; with ``skip_missing`` such entries are dropped and counted in one warning.
     """
     if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+        raise UserInputError(f"top_k must be at least 1, got {top_k}")
     missing_q = [q for q in run if q not in queries]
     missing_p = sorted({p for q in run for p, _ in run[q][:top_k] if p not in corpus})
     if (missing_q or missing_p) and not skip_missing:
         if missing_q:
-            raise KeyError(
+            raise MissingIdError(
                 f"run query id {missing_q[0]!r} is not in the queries file ({len(missing_q)} missing)"
             )
-        raise KeyError(
+        raise MissingIdError(
             f"run passage id {missing_p[0]!r} is not in the corpus ({len(missing_p)} missing)"
         )
     if missing_q or missing_p:

@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from rqa_jax.errors import UserInputError
+
 BACKENDS = ("exact", "scann")
 META = "index.json"
 
 
-class IndexMismatchError(ValueError):
+class IndexMismatchError(UserInputError):
     """An index was built for another model, dimension or corpus than the caller's."""
 
 
@@ -64,7 +66,7 @@ def read_embeddings(embeddings_dir: str | Path) -> tuple[np.ndarray, list[str], 
     emb = np.load(d / "embeddings.npy", mmap_mode="r")
     ids = (d / "ids.txt").read_text(encoding="utf-8").splitlines()
     if emb.ndim != 2 or emb.shape[0] != len(ids):
-        raise ValueError(
+        raise UserInputError(
             f"{d}: embeddings.npy has {emb.shape[0]} rows but ids.txt has {len(ids)} ids"
         )
     _check_unique(d, ids)
@@ -76,12 +78,12 @@ def _check_unique(d: Path, ids: list[str]) -> None:
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dup = next(i for i in ids if i in seen or seen.add(i))
-        raise ValueError(f"{d}: id {dup!r} occurs more than once; passage ids must be unique")
+        raise UserInputError(f"{d}: id {dup!r} occurs more than once; passage ids must be unique")
 
 
 def _check_k(k: int, n: int) -> int:
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise UserInputError(f"k must be at least 1, got {k}")
     return min(k, n)  # documented: k larger than the corpus returns the whole corpus, ranked
 
 
@@ -274,10 +276,10 @@ class Index:
     @classmethod
     def build(cls, embeddings_dir: str | Path, backend: str = "scann", **params: Any) -> Index:
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise UserInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         emb, ids, enc_meta = read_embeddings(embeddings_dir)
         if enc_meta.get("kind", "passage") != "passage":
-            raise ValueError(
+            raise UserInputError(
                 f"{embeddings_dir}: these are {enc_meta['kind']} embeddings, not passages"
             )
         meta = {

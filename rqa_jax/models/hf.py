@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from rqa_jax.errors import UserFileNotFoundError, UserInputError
 from rqa_jax.models.bert import BertConfig, BertModel, stack_layer_params, unstack_layer_params
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,11 @@ V2_POOLER_EPS = 1e-4
 IGNORED_KEY_PARTS = ("position_ids", "cls.", "lm_head.")
 
 
-class ModelDirError(FileNotFoundError):
+class ModelDirError(UserFileNotFoundError):
     """A model dir is missing, or lacks a file the loader needs."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserInputError):
     """The weights do not fit the architecture described by config.json."""
 
 
@@ -389,7 +390,7 @@ def export_cross_encoder(
     from safetensors.numpy import save_file
 
     if head not in ("v1", "v2", "pooler_logit"):
-        raise ValueError(f"unknown cross-encoder head {head!r}")
+        raise UserInputError(f"unknown cross-encoder head {head!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     params = dict(jax.device_get(params))

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rqa_jax.errors import UserInputError
+
 # VarType.Type -> numpy dtype (little-endian). BF16 has no numpy type: read as uint16 bits.
 DTYPES: dict[int, str] = {
     0: "|b1",  # BOOL
@@ -44,7 +46,7 @@ BF16 = 22
 _WIRE_VARINT, _WIRE_FIXED64, _WIRE_LEN, _WIRE_FIXED32 = 0, 1, 2, 5
 
 
-class PaddleFormatError(ValueError):
+class PaddleFormatError(UserInputError):
     """A file is not a Paddle LoDTensor record this reader understands (names the file)."""
 
 

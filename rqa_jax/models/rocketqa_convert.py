@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from rqa_jax.errors import UserInputError
 from rqa_jax.models import hf
 from rqa_jax.models.bert import BertConfig, BertModel
 from rqa_jax.models.paddle_format import read_tensor
@@ -47,7 +48,7 @@ LAYER_NORM_EPS = 1e-5  # Paddle's layer_norm default, used by every ERNIE LayerN
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 
 
-class RocketQALayoutError(ValueError):
+class RocketQALayoutError(UserInputError):
     """A RocketQA model dir does not have a layout this converter knows (names the file)."""
 
 

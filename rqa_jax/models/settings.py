@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rqa_jax.data.tokenize import TITLE_FORMS
+from rqa_jax.errors import UserInputError
 from rqa_jax.models.towers import POOLINGS
 
 ST_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
@@ -34,19 +35,21 @@ class EncoderSettings:
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise UserInputError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.title_form not in TITLE_FORMS:
-            raise ValueError(f"title_form must be one of {TITLE_FORMS}, got {self.title_form!r}")
+            raise UserInputError(
+                f"title_form must be one of {TITLE_FORMS}, got {self.title_form!r}"
+            )
         for name in ("q_max_len", "p_max_len"):
             if getattr(self, name) < 4:
-                raise ValueError(f"{name} must be at least 4, got {getattr(self, name)}")
+                raise UserInputError(f"{name} must be at least 4, got {getattr(self, name)}")
 
 
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise UserInputError(f"{path}: not valid JSON ({e})") from None
 
 
 def sentence_transformers_settings(model_dir: str | Path) -> dict[str, Any]:
@@ -66,7 +69,7 @@ def sentence_transformers_settings(model_dir: str | Path) -> dict[str, Any]:
                 if k.startswith("pooling_mode_") and v and k not in ST_POOLING_KEYS
             ]  # fmt: skip
             if len(modes) != 1 or others:
-                raise ValueError(
+                raise UserInputError(
                     f"{path / module.get('path', '')}: pooling {pooling_cfg} is not supported "
                     f"(one of {POOLINGS})"
                 )

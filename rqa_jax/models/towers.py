@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rqa_jax.errors import UserInputError
 from rqa_jax.models.bert import BertConfig, BertModel
 
 POOLINGS = ("cls", "mean")
@@ -40,7 +41,7 @@ def pool(hidden: jax.Array, attention_mask: jax.Array, mode: str) -> jax.Array:
         m = attention_mask.astype(jnp.float32)[..., None]
         summed = jnp.sum(hidden.astype(jnp.float32) * m, axis=1)
         return summed / jnp.maximum(jnp.sum(m, axis=1), 1e-9)
-    raise ValueError(f"pooling must be one of {POOLINGS}, got {mode!r}")
+    raise UserInputError(f"pooling must be one of {POOLINGS}, got {mode!r}")
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -63,7 +64,7 @@ class DualEncoderNet(nn.Module):
 
     def setup(self) -> None:
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise UserInputError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         kw = dict(
             config=self.config,
             dtype=self.dtype,
@@ -122,7 +123,7 @@ class CrossEncoderNet(nn.Module):
     @nn.compact
     def __call__(self, batch: dict[str, jax.Array], deterministic: bool = True) -> jax.Array:
         if self.head not in CROSS_HEADS:
-            raise ValueError(f"head must be one of {list(CROSS_HEADS)}, got {self.head!r}")
+            raise UserInputError(f"head must be one of {list(CROSS_HEADS)}, got {self.head!r}")
         use_pooler, n_out = CROSS_HEADS[self.head]
         cfg = self.config
         hidden, pooled = BertModel(

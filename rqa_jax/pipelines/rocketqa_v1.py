@@ -30,6 +30,7 @@ import ml_collections
 
 from rqa_jax.data import formats as F
 from rqa_jax.data import lists as L
+from rqa_jax.errors import ConfigError
 from rqa_jax.parallel import on_process_0
 from rqa_jax.pipelines import retrieval as R
 from rqa_jax.pipelines.stages import Pipeline
@@ -43,14 +44,16 @@ class Dataset:
 
     def __init__(self, root: Path, unlabeled: str = "") -> None:
         self.root = root
-        titles = F.read_titles(root / "titles.tsv") if (root / "titles.tsv").is_file() else {}
-        self.corpus = {
-            r.id: (titles.get(r.id), r.text) for r in F.iter_collection(root / "collection.tsv")
-        }
-        self.queries = {split: {q.id: q.text for q in F.iter_queries(root / f"queries.{split}.tsv")}
-                        for split in ("train", "dev")}  # fmt: skip
-        self.qrels = {split: F.read_qrels(root / f"qrels.{split}.tsv", corpus_ids=self.corpus, strict=True)
-                      for split in ("train", "dev")}  # fmt: skip
+        titles_file = F.marco_file(root, "titles", required=False)  # any name: F.MARCO_FILES
+        titles = F.read_titles(titles_file) if titles_file else {}
+        collection = F.marco_file(root, "collection", "the pipeline's corpus")
+        self.corpus = {r.id: (titles.get(r.id), r.text) for r in F.iter_collection(collection)}
+        files = {"train": (F.marco_file(root, "queries.train"), F.marco_file(root, "qrels.train")),
+                 "dev": F.marco_dev_files(root)}  # fmt: skip
+        self.queries = {split: {q.id: q.text for q in F.iter_queries(queries)}
+                        for split, (queries, _) in files.items()}  # fmt: skip
+        self.qrels = {split: F.read_qrels(qrels, corpus_ids=self.corpus, strict=True)
+                      for split, (_, qrels) in files.items()}  # fmt: skip
         unlabeled_path = Path(unlabeled) if unlabeled else root / "queries.unlabeled.tsv"
         self.unlabeled = (
             {q.id: q.text for q in F.iter_queries(unlabeled_path)}
@@ -69,10 +72,10 @@ def data_root(config: ml_collections.ConfigDict, workdir: Path) -> Path:
     d = config.data
     if d.source == "marco":
         if not d.dir:
-            raise ValueError("data.source 'marco' needs data.dir (the MS MARCO files)")
+            raise ConfigError("data.source 'marco' needs data.dir (the MS MARCO files)")
         return Path(d.dir)
     if d.source != "sample":
-        raise ValueError(f"data.source must be sample|marco, got {d.source!r}")
+        raise ConfigError(f"data.source must be sample|marco, got {d.source!r}")
     return workdir / "data" / "files"
 
 
@@ -145,7 +148,7 @@ def run_pipeline(
     this call (none when the pipeline had finished before). ``until="ce"`` stops after the
     first retriever and the re-ranker (what RocketQAv2 starts from), without a report."""
     if until not in (None, "ce"):
-        raise ValueError(f"until must be None or 'ce', got {until!r}")
+        raise ConfigError(f"until must be None or 'ce', got {until!r}")
     work = Path(workdir).absolute()  # the paths it records stay valid from any directory
     pipe = Pipeline(work)
     ds = load_data(config, pipe)
@@ -226,7 +229,7 @@ def run_pipeline(
 
     def augment_stage(d: Path) -> dict[str, Any]:
         if not ds.unlabeled:
-            raise ValueError("augment: no unlabeled questions (data.unlabeled_queries, or the "
+            raise ConfigError("augment: no unlabeled questions (data.unlabeled_queries, or the "
                              "sample's queries.unlabeled.tsv)")  # fmt: skip
         # de1's stage dir holds its corpus embeddings: reused, not encoded again
         retriever = R.Retriever(

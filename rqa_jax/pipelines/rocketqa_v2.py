@@ -32,6 +32,7 @@ import ml_collections
 
 from rqa_jax.data import formats as F
 from rqa_jax.data import lists as L
+from rqa_jax.errors import ConfigError
 from rqa_jax.losses import DISTILLATION_VARIANTS
 from rqa_jax.parallel import on_process_0
 from rqa_jax.pipelines import retrieval as R
@@ -58,13 +59,13 @@ def initial_models(
     i = config.init
     if i.v1_workdir:
         if i.retriever_dir or i.reranker_dir:
-            raise ValueError("set init.v1_workdir or init.retriever_dir/reranker_dir, not both")
+            raise ConfigError("set init.v1_workdir or init.retriever_dir/reranker_dir, not both")
         v1 = Path(i.v1_workdir)
         root = Path(_v1_done(v1, "data")["root"])
         ds = V1.Dataset(root, config.v1.data.unlabeled_queries)
         return ds, _v1_done(v1, "de0")["export"], _v1_done(v1, "ce")["export"], v1 / "de0"
     if bool(i.retriever_dir) != bool(i.reranker_dir):
-        raise ValueError("init.retriever_dir and init.reranker_dir go together (or set neither: "
+        raise ConfigError("init.retriever_dir and init.reranker_dir go together (or set neither: "
                          "the pipeline then trains RocketQA's first retriever and re-ranker)")  # fmt: skip
     if i.retriever_dir:
         ds = V1.load_data(config.v1, Pipeline(work))
@@ -96,9 +97,9 @@ def run_pipeline(
     work = Path(workdir).absolute()  # the paths it records stay valid from any directory
     lc, ev = config.lists, config.eval
     if lc.mix not in MIXES:
-        raise ValueError(f"lists.mix must be one of {MIXES}, got {lc.mix!r}")
+        raise ConfigError(f"lists.mix must be one of {MIXES}, got {lc.mix!r}")
     if config.joint.distillation not in DISTILLATION_VARIANTS:
-        raise ValueError(f"joint.distillation must be one of {DISTILLATION_VARIANTS}, "
+        raise ConfigError(f"joint.distillation must be one of {DISTILLATION_VARIANTS}, "
                          f"got {config.joint.distillation!r}")  # fmt: skip
     ds, de_init, ce_init, reuse = initial_models(config, work, progress)
     pipe = Pipeline(work)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rqa_jax.errors import ConfigError
 from rqa_jax.parallel import DATA
 
 Represent = Callable[[Any, Any, jax.Array], Any]  # (params, batch chunk, rng) -> representations
@@ -36,7 +37,7 @@ LossOf = Callable[[Any], tuple[jax.Array, dict]]  # representations of the whole
 
 def check_chunk(batch_size: int, chunk: int, data_devices: int) -> None:
     if batch_size % chunk or chunk % data_devices:
-        raise ValueError(
+        raise ConfigError(
             f"grad_cache_chunk={chunk} must divide the global batch ({batch_size}) and be a multiple "
             f"of the {data_devices} 'data' devices (each chunk is spread over all of them)"
         )

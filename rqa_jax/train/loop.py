@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from rqa_jax import parallel
 from rqa_jax.data.loader import BatchSpec, Loader
+from rqa_jax.errors import ConfigError
 from rqa_jax.models import hf
 from rqa_jax.train import builders
 from rqa_jax.train.dev_eval import DevEvaluator
@@ -152,7 +153,7 @@ def _check_same_model(mngr: ocp.CheckpointManager, config: ml_collections.Config
     changed = [k for k in SHAPE_KEYS if _dotted(saved, k) != _dotted(now, k)]
     if changed:
         was = ", ".join(f"{k}={_dotted(saved, k)!r}" for k in changed)
-        raise ValueError(f"{mngr.directory} holds checkpoints of another model ({was}); "
+        raise ConfigError(f"{mngr.directory} holds checkpoints of another model ({was}); "
                          "use a new --workdir or the same model settings")  # fmt: skip
 
 
@@ -188,7 +189,7 @@ def _restore_latest(
     for step in sorted(mngr.all_steps(), reverse=True):
         mismatch = _param_tree_mismatch(mngr, step, state.params)
         if mismatch:
-            raise ValueError(
+            raise ConfigError(
                 f"{mngr.directory}: checkpoint step {step} holds another model's parameters "
                 f"({mismatch}); use a new --workdir or the settings it was trained with"
             )
@@ -370,7 +371,7 @@ def joint_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
     de_bert, ce_bert = builders.bert_config_for(de_cfg), builders.bert_config_for(ce_cfg)
     tokenizer = builders.tokenizer_for(de_cfg)
     if builders.tokenizer_for(ce_cfg).get_vocab() != tokenizer.get_vocab():
-        raise ValueError("the retriever and the re-ranker must share one vocabulary (the lists are "
+        raise ConfigError("the retriever and the re-ranker must share one vocabulary (the lists are "
                          "tokenized once): check retriever/reranker.model_dir and tokenizer_dir")  # fmt: skip
     de_net, ce_net = builders.dual_net(de_cfg, de_bert), builders.cross_net(ce_cfg, ce_bert)
     examples, rerank_dev = builders.cross_data(ce_cfg, workdir)
@@ -380,10 +381,10 @@ def joint_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
                      title_form=config.title_form)  # fmt: skip
     evaluators: list[Callable[[Any], dict[str, float]]] = []
     if config.eval_every:
-        root = builders.dev_root(config.data, workdir)
-        if root is not None and (root / "queries.dev.tsv").is_file():
-            dev = DevEvaluator(builders.marco_dev_set(root, config.data), de_net, tokenizer, config.q_max_len,
-                               config.p_max_len, config.title_form, config.eval_batch_size)  # fmt: skip
+        dev_set = builders.retrieval_dev_set(config, workdir)
+        if dev_set is not None:
+            dev = DevEvaluator(dev_set, de_net, tokenizer, config.q_max_len, config.p_max_len,
+                               config.title_form, config.eval_batch_size)  # fmt: skip
             evaluators.append(lambda params: dev(params["retriever"]))
         if rerank_dev is not None:
             rerank_eval = _rerank_evaluator(ce_cfg, ce_bert, tokenizer, rerank_dev)
@@ -446,20 +447,20 @@ def train(
 ) -> dict[str, Any]:
     """Trains (or resumes training) ``config.task``; returns the last metrics and status."""
     if "://" in str(workdir):
-        raise ValueError(
+        raise ConfigError(
             f"workdir {workdir!r} is a URL: give a directory every process sees at the same path "
             "(on a TPU pod: a GCS bucket mounted with gcsfuse on every worker, see README)"
         )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if config.task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {config.task!r}")
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {config.task!r}")
     mesh = parallel.make_mesh(config.mesh_model)
     task = TASKS[config.task](config, workdir)
     loader = Loader(task.examples, task.tokenizer, task.spec, seed=config.seed)
     total = config.num_train_steps or config.num_epochs * loader.steps_per_epoch
     if total <= 0:
-        raise ValueError("set num_train_steps or num_epochs to a positive number")
+        raise ConfigError("set num_train_steps or num_epochs to a positive number")
     tx = (
         task.optimizer(total)
         if task.optimizer

@@ -17,6 +17,7 @@ import optax
 from jax.sharding import Mesh
 
 from rqa_jax import losses, parallel
+from rqa_jax.errors import ConfigError
 from rqa_jax.models.towers import CrossEncoderNet, DualEncoderNet
 from rqa_jax.train import grad_cache
 from rqa_jax.train.state import TrainState
@@ -144,7 +145,7 @@ def fgm_value_and_grad(loss_fn: LossFn, params: Any, epsilon: float, mode: str =
         )
         return (loss, {**metrics, "probe_loss": probe_loss}), grads, delta
     if mode != "sum":
-        raise ValueError(f"fgm_mode must be one of {FGM_MODES}, got {mode!r}")
+        raise ConfigError(f"fgm_mode must be one of {FGM_MODES}, got {mode!r}")
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, False)
     delta = jax.lax.stop_gradient(fgm_perturbation(grads, epsilon))
     (adv_loss, _), adv_grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -168,9 +169,9 @@ def cross_step_fn(
     logit per pair. ``fgm_epsilon`` > 0 trains with FGM (RocketQA: 0.01; ``fgm_mode`` see
     :func:`fgm_value_and_grad`)."""
     if fgm_mode not in FGM_MODES:
-        raise ValueError(f"fgm_mode must be one of {FGM_MODES}, got {fgm_mode!r}")
+        raise ConfigError(f"fgm_mode must be one of {FGM_MODES}, got {fgm_mode!r}")
     if objective not in ("pointwise", "listwise"):
-        raise ValueError(f"objective must be pointwise or listwise, got {objective!r}")
+        raise ConfigError(f"objective must be pointwise or listwise, got {objective!r}")
 
     def step(state: TrainState, batch: dict[str, Any], rng: jax.Array):
         pairs = batch["pairs"]
@@ -225,9 +226,9 @@ def joint_step_fn(
     RocketQA v1's cross-batch negatives on top of v2's lists). ``grad_cache_chunk`` > 0: the
     same update with a gradient cache of that many lists (:mod:`rqa_jax.train.grad_cache`)."""
     if variant not in losses.DISTILLATION_VARIANTS:
-        raise ValueError(f"variant must be one of {losses.DISTILLATION_VARIANTS}, got {variant!r}")
+        raise ConfigError(f"variant must be one of {losses.DISTILLATION_VARIANTS}, got {variant!r}")
     if cross_batch_weight > 0 and mesh is None:
-        raise ValueError("cross-batch negatives in the joint step need the mesh")
+        raise ConfigError("cross-batch negatives in the joint step need the mesh")
 
     def represent(params, batch, rng):
         b, m = batch["pairs"]["input_ids"].shape[:2]
