@@ -391,7 +391,9 @@ def parse_dev_corpus(value: str) -> tuple[str, int, int]:
             return "run", int(parts[1]), 0
     except ValueError:
         pass
-    raise ConfigError(f"data.dev_corpus must be 'full', 'sample:N[:SEED]' or 'run:K', got {value!r}")
+    raise ConfigError(
+        f"data.dev_corpus must be 'full', 'sample:N[:SEED]' or 'run:K', got {value!r}"
+    )
 
 
 def _count_lines(path: Path) -> int:
