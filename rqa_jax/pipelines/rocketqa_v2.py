@@ -23,7 +23,6 @@ the initial retriever's (the same candidates for every re-ranker).
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -76,24 +75,11 @@ def initial_models(
     return ds, _v1_done(v1, "de0")["export"], _v1_done(v1, "ce")["export"], v1 / "de0"
 
 
-def _overridden(base: ml_collections.ConfigDict, **overrides: Any) -> ml_collections.ConfigDict:
-    cfg = copy.deepcopy(base)
-    for key, value in overrides.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return cfg
-
-
 def run_pipeline(
     config: ml_collections.ConfigDict, workdir: str | Path, progress: bool = True
 ) -> dict[str, Any]:
     """Runs (or resumes) every stage; returns the report (also ``report.json`` / ``.md``)
     plus ``ran``, the stages that did work in this call."""
-    from rqa_jax.train.loop import train
-
     work = Path(workdir).absolute()  # the paths it records stay valid from any directory
     lc, ev = config.lists, config.eval
     if lc.mix not in MIXES:
@@ -172,17 +158,11 @@ def run_pipeline(
 
     def joint_stage(evaluate_reranker: bool, **overrides: Any):
         def fn(d: Path) -> dict[str, Any]:
-            cfg = _overridden(config.joint, **{
+            export = V1._train(config.joint, d / "train", **{
                 "retriever.model_dir": str(de_init), "reranker.model_dir": str(ce_init),
                 "data.source": "rocketqa_tsv", "data.path": lists["train_tsv"],
                 "data.dir": str(ds.root), "data.dev_run": str(init_dir / "dev.run"),
             }, **overrides)  # fmt: skip
-            result = train(cfg, d / "train")
-            if result["status"] != "completed":
-                raise SystemExit(
-                    f"training in {d / 'train'} stopped ({result['status']}); run again to resume"
-                )
-            export = d / "train" / "export"
             dev_run = retrieve(export / "retriever", d).search(ds.queries["dev"], ev.depth)
             V1._write_run(d / "dev.run", dev_run)
             out = {"retriever": {"export": str(export / "retriever"),
