@@ -53,7 +53,12 @@ def setting(batch: int, chunk: int, run: bool) -> dict:
     ma = compiled.memory_analysis()
     out = {"batch": batch, "grad_cache_chunk": chunk, "xla_temp_mb": ma.temp_size_in_bytes / 2**20,
            "xla_argument_mb": ma.argument_size_in_bytes / 2**20}  # fmt: skip
-    if run:
+    need = ma.temp_size_in_bytes + ma.argument_size_in_bytes
+    available = _mem_available_bytes()
+    if run and need > available:
+        out["run"] = (f"not run: the step needs {need / 2**30:.1f} GiB, this machine has "
+                      f"{available / 2**30:.1f} GiB available")  # fmt: skip
+    elif run:
         t0 = time.perf_counter()
         state, m = compiled(state, b, jax.random.PRNGKey(0))
         jax.block_until_ready(m)
@@ -64,6 +69,11 @@ def setting(batch: int, chunk: int, run: bool) -> dict:
     return out
 
 
+def _mem_available_bytes() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(x.split()[1]) * 1024 for x in f if x.startswith("MemAvailable"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -71,6 +81,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--chunk", type=int, default=32)
     ap.add_argument("--run", action="store_true", help="also run one step per setting (peak RSS)")
+    ap.add_argument("--small-batch", type=int, default=64,
+                    help="with --run, also both settings at this batch, where the plain step fits")  # fmt: skip
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -80,11 +92,12 @@ def main() -> None:
     from common import write_results
 
     results = []
-    for chunk in (0, args.chunk):
+    sizes = [args.batch, *([args.small_batch] if args.run and args.small_batch else [])]
+    for batch, chunk in [(b, c) for b in sizes for c in (0, args.chunk)]:
         cmd = [
             sys.executable,
             __file__,
-            f"--child={args.batch}:{chunk}",
+            f"--child={batch}:{chunk}",
             *(["--run"] if args.run else []),
         ]
         env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
@@ -95,12 +108,15 @@ def main() -> None:
         )
         print(json.dumps(r))
         results.append(r)
-    plain, cached = results
-    write_results("grad_cache", {
+    plain, cached = results[:2]
+    out = {
         "what": "dual step, MiniLM two towers, q32/p128, 1 hard negative, float32, one CPU device",
         "plain": plain, "cached": cached,
         "xla_temp_ratio": cached["xla_temp_mb"] / plain["xla_temp_mb"],
-    })  # fmt: skip
+    }  # fmt: skip
+    if len(results) == 4:
+        out["small_batch"] = {"plain": results[2], "cached": results[3]}
+    write_results("grad_cache", out)
 
 
 if __name__ == "__main__":
