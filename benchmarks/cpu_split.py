@@ -5,6 +5,8 @@ plain PyTorch's step and forward on the same batch. Differences between rows are
 the part. Writes benchmarks/results/cpu_split.json.
 
     python benchmarks/cpu_split.py [--batch 32] [--repeats 5]
+    # the same on an older checkout (before/after a change), its own results file:
+    cd OLD && PYTHONPATH=$PWD python NEW/benchmarks/cpu_split.py --name cpu_split_before
 
 Why ablation and not a trace: XLA:CPU fuses elementwise ops into the matmuls' neighbours, so
 a per-HLO trace splits time by fusion, not by model part; switching a part off and timing
@@ -138,6 +140,7 @@ def main() -> None:
     )
     ap.add_argument("--batch", type=int, default=32, help="queries per step (+1 negative each)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--name", default="cpu_split", help="results file name (without .json)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
@@ -167,8 +170,10 @@ def main() -> None:
         print(f"{name:>52}: step {r['train_step_s']:.3f} s, forward {r['forward_64x128_s']:.3f} s")
     full = rows[next(iter(ROWS))]
     cost = {name: full["train_step_s"] - r["train_step_s"] for name, r in rows.items()}
-    write_results("cpu_split", {
-        "model": "all-MiniLM-L6-v2, tied, [CLS]; fp32", "batch_queries": args.batch,
+    import rqa_jax
+
+    write_results(args.name, {
+        "model": "all-MiniLM-L6-v2, tied, [CLS]; fp32", "rqa_jax_from": rqa_jax.__file__, "batch_queries": args.batch,
         "q_len": 32, "p_len": 128, "repeats": args.repeats, "rqa_jax": rows, "torch": torch_rows,
         "train_step_cost_of_part_s": cost,
         "train_ratio_vs_torch": torch_rows["torch (dropout 0.1)"]["train_step_s"] / full["train_step_s"],
