@@ -38,6 +38,7 @@ def test_pointwise_and_listwise_examples_take_negatives_from_the_run(tmp_path):
     config = demo_cross.get_config("runlocal")
     config.data.source, config.data.dir = "marco", str(tmp_path / "data")
     config.data.train_run = str(tmp_path / "train.run")
+    config.data.cross_negatives_per_query = 4  # the recipe's (the demo takes 1)
     run = formats.read_run(tmp_path / "train.run")
     qrels = formats.read_qrels(paths["qrels.train"])
     texts = {r.text: r.id for r in formats.iter_collection(paths["collection"])}
