@@ -26,7 +26,7 @@ demo-v2: setup
 		$(if $(wildcard demo_out/v1/ce/done.json),--config.init.v1_workdir=demo_out/v1)
 
 # RocketQAv2 from a re-ranker with room to learn (v1's ce stopped after 80 of 640 steps),
-# where joint and static distillation part ways (about 13 minutes, on its own):
+# where joint and static distillation part ways (about 8 minutes, on its own):
 # demo_out/v2_weak_teacher/report.md
 demo-v2-weak-teacher: setup
 	$(VENV)/bin/rqa pipeline v2 --config configs/demo_pipeline_v2.py \
