@@ -33,6 +33,15 @@ def write_results(name: str, results: dict, directory: Path | str | None = None)
     return path
 
 
+def random_tokens(rng, shape: tuple[int, ...], vocab: int = 30522) -> dict:
+    """A full-length tokenized batch of random ids (no padding): what every benchmark feeds."""
+    import numpy as np
+
+    ids = rng.integers(1000, vocab, size=shape).astype(np.int32)
+    return {"input_ids": ids, "token_type_ids": np.zeros(shape, np.int32),
+            "attention_mask": np.ones(shape, np.int32)}  # fmt: skip
+
+
 def matmul_peak(n: int = 2048, reps: int = 10, runs: int = 5, dtype: str = "float32") -> float:
     """This machine's matmul FLOP/s, measured the same way everywhere: n x n ``dtype``
     matmuls under jit, all threads, the best of ``runs`` timings of ``reps`` calls (best,

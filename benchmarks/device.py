@@ -48,11 +48,9 @@ def chip_peak(kind: str) -> float | None:
 
 
 def _tok(rng, shape):
-    import numpy as np
+    from common import random_tokens
 
-    ids = rng.integers(1000, 30522, size=shape).astype(np.int32)
-    return {"input_ids": ids, "token_type_ids": np.zeros(shape, np.int32),
-            "attention_mask": np.ones(shape, np.int32)}  # fmt: skip
+    return random_tokens(rng, shape)
 
 
 def model_flops(cfg: dict, tokens: int, seq: int, train: bool = True) -> float:

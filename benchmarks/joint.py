@@ -39,14 +39,10 @@ HBM_GIB = {"TPU v4": 32, "TPU v5e": 16}
 
 def _batch(lists: int, m: int, seed: int = 0) -> dict:
     import numpy as np
+    from common import random_tokens
 
     rng = np.random.default_rng(seed)
-
-    def tok(shape):
-        ids = rng.integers(1000, 30522, size=shape).astype(np.int32)
-        return {"input_ids": ids, "token_type_ids": np.zeros(shape, np.int32),
-                "attention_mask": np.ones(shape, np.int32)}  # fmt: skip
-
+    tok = lambda shape: random_tokens(rng, shape)  # noqa: E731
     return {"query": tok((lists, LENGTHS["q"])), "passages": tok((lists, m, LENGTHS["p"])),
             "pairs": tok((lists, m, LENGTHS["pair"]))}  # fmt: skip
 
