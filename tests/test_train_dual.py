@@ -99,7 +99,7 @@ def _batch(b, k, lq=8, lp=12, vocab=16, seed=0):
     return {"query": tok((b, lq)), "passages": tok((b, 1 + k, lp))}
 
 
-def _run_steps(mesh, rules, n_steps=2, tie=False):
+def _run_steps(mesh, rules, n_steps=2, tie=False, dropout=False):
     cfg = tiny_config()
     net = DualEncoderNet(cfg, tie_towers=tie, pooling="cls")
     batch = _batch(16, 1)
@@ -115,7 +115,7 @@ def _run_steps(mesh, rules, n_steps=2, tie=False):
     state = S.init_state(params, tx)
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
     sched = S.rocketqa_schedule(1e-3, 10, 0)
-    step = jit_step(dual_step_fn(net, tx, mesh, sched, dropout=False), state_shardings, mesh)
+    step = jit_step(dual_step_fn(net, tx, mesh, sched, dropout=dropout), state_shardings, mesh)
     losses = []
     for i in range(n_steps):
         state, metrics = step(
@@ -125,10 +125,13 @@ def _run_steps(mesh, rules, n_steps=2, tie=False):
     return jax.device_get(state.params), losses, state
 
 
-def test_step_on_8_devices_equals_step_on_1_device():
+@pytest.mark.parametrize("dropout", [False, True], ids=["no_dropout", "dropout"])
+def test_step_on_8_devices_equals_step_on_1_device(dropout):
+    """With dropout on too: each element's mask is a hash of its global index, so the
+    8 shards draw exactly the masks of the unsharded batch."""
     one_mesh = parallel.make_mesh(devices=jax.devices()[:1])
-    p1, l1, _ = _run_steps(one_mesh, parallel.REPLICATED_RULES)
-    p8, l8, _ = _run_steps(parallel.make_mesh(), parallel.REPLICATED_RULES)
+    p1, l1, _ = _run_steps(one_mesh, parallel.REPLICATED_RULES, dropout=dropout)
+    p8, l8, _ = _run_steps(parallel.make_mesh(), parallel.REPLICATED_RULES, dropout=dropout)
     np.testing.assert_allclose(l8, l1, rtol=1e-5)
     # Updates are lr-sized (1e-3); where a gradient is rounding noise (~1e-9) Adam still
     # normalises it to a ~1e-6 step whose sign depends on summation order: atol 1e-5.

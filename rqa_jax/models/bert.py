@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rqa_jax.errors import UserInputError
+from rqa_jax.models.dropout import Dropout
 
 SUPPORTED_MODEL_TYPES = ("bert", "ernie")
 
@@ -157,7 +158,7 @@ class Embeddings(nn.Module):
             x = x + embed("task_type_embeddings", cfg.task_type_vocab_size)(task_type_ids)
         x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype,
                          param_dtype=self.param_dtype, name="LayerNorm")(x)  # fmt: skip
-        return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        return Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
 
 
 def _dense(features: int, cfg: BertConfig, dtype, param_dtype, name: str) -> nn.Dense:
@@ -197,7 +198,7 @@ class SelfAttention(nn.Module):
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
         # Softmax in float32 whatever the compute dtype: bf16 logits lose the padding bias.
         probs = jax.nn.softmax(scores.astype(jnp.float32) + attention_bias, axis=-1)
-        probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+        probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
         out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
         return out.reshape(*out.shape[:-2], cfg.hidden_size)
 
@@ -213,7 +214,7 @@ class DenseResidualNorm(nn.Module):
     def __call__(self, x, residual, deterministic: bool):
         cfg = self.config
         x = _dense(cfg.hidden_size, cfg, self.dtype, self.param_dtype, "dense")(x)
-        x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        x = Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype,
                             param_dtype=self.param_dtype, name="LayerNorm")(x + residual)  # fmt: skip
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from rqa_jax.errors import UserInputError
 from rqa_jax.models.bert import BertConfig, BertModel
+from rqa_jax.models.dropout import Dropout
 
 POOLINGS = ("cls", "mean")
 # head -> (classify the tanh-pooled [CLS]?, number of logits)
@@ -141,7 +142,7 @@ class CrossEncoderNet(nn.Module):
             deterministic=deterministic,
         )
         x = pooled if use_pooler else hidden[:, 0]
-        x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        x = Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         logits = nn.Dense(
             n_out,
             kernel_init=nn.initializers.normal(cfg.initializer_range),
