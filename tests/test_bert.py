@@ -112,6 +112,29 @@ def test_dropout_is_active_only_when_not_deterministic():
     assert np.abs(np.asarray(h_a) - np.asarray(h_det)).max() > 1e-2
 
 
+def test_training_attention_path_equals_the_fused_inference_path():
+    """With dropout on, attention runs its own einsums (probabilities masked, context left
+    per head for the output projection); at a rate too small to drop anything it must give
+    the fused path's (jax.nn.dot_product_attention) outputs and gradients."""
+    cfg = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=1e-9)
+    model = BertModel(cfg)
+    params = hf.init_params(model)
+    ids, mask, seg = batch()
+    rngs = {"dropout": jax.random.PRNGKey(1)}
+
+    def loss(p, deterministic):
+        h, _ = model.apply({"params": p}, ids, mask, seg, deterministic=deterministic, rngs=rngs)
+        return jnp.sum(jnp.where(mask[..., None] > 0, h, 0.0) ** 2), h
+
+    (l_fused, h_fused), g_fused = jax.value_and_grad(loss, has_aux=True)(params, True)
+    (l_train, h_train), g_train = jax.value_and_grad(loss, has_aux=True)(params, False)
+    real = np.asarray(mask) > 0
+    np.testing.assert_allclose(np.asarray(h_train)[real], np.asarray(h_fused)[real], atol=2e-6)
+    np.testing.assert_allclose(float(l_train), float(l_fused), rtol=1e-6)
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_fused))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6 * scale), g_train, g_fused)
+
+
 def test_ernie_options_task_embeddings_and_relu():
     cfg = tiny_config(model_type="ernie", use_task_id=True, hidden_act="relu", layer_norm_eps=1e-5)
     model = BertModel(cfg)

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.linen.dtypes import promote_dtype
 
 from rqa_jax.errors import UserInputError
 from rqa_jax.models.dropout import Dropout
@@ -199,8 +200,34 @@ class SelfAttention(nn.Module):
         # Softmax in float32 whatever the compute dtype: bf16 logits lose the padding bias.
         probs = jax.nn.softmax(scores.astype(jnp.float32) + attention_bias, axis=-1)
         probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
-        return out.reshape(*out.shape[:-2], cfg.hidden_size)
+        # Per-head context [B, N, T, H], left in the layout the einsum produces: the output
+        # projection contracts (N, H) itself (see Projection), no transpose back.
+        return jnp.einsum("bhqk,bkhd->bhqd", probs.astype(self.dtype), v)
+
+
+class Projection(nn.Module):
+    """``nn.Dense``'s parameters and arithmetic (HF's ``*.dense``), also taking the attention's
+    per-head context [B, N, T, H] as input: the kernel's rows are (head, head dim), so one
+    einsum contracts both and the context needs no transpose back to [B, T, N·H] (XLA:CPU,
+    MiniLM attention block fwd+bwd on 64 × 128 tokens: 270 → 230 ms)."""
+
+    features: int
+    config: BertConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, heads_layout: bool = False) -> jax.Array:
+        in_features = x.shape[-1] * (x.shape[1] if heads_layout else 1)
+        init = nn.initializers.normal(self.config.initializer_range)
+        kernel = self.param("kernel", init, (in_features, self.features), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if heads_layout:
+            heads = kernel.reshape(x.shape[1], x.shape[-1], self.features)
+            return jnp.einsum("bnth,nhd->btd", x, heads) + bias
+        y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+        return y + bias
 
 
 class DenseResidualNorm(nn.Module):
@@ -213,7 +240,10 @@ class DenseResidualNorm(nn.Module):
     @nn.compact
     def __call__(self, x, residual, deterministic: bool):
         cfg = self.config
-        x = _dense(cfg.hidden_size, cfg, self.dtype, self.param_dtype, "dense")(x)
+        heads_layout = x.ndim == residual.ndim + 1  # per-head attention context
+        x = Projection(cfg.hidden_size, cfg, self.dtype, self.param_dtype, name="dense")(
+            x, heads_layout
+        )
         x = Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype,
                             param_dtype=self.param_dtype, name="LayerNorm")(x + residual)  # fmt: skip
