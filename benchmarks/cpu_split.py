@@ -1,12 +1,14 @@
 """Where the CPU time of the MiniLM dual training step and of encoding goes, by ablation:
 the same jitted step timed with one part switched off or replaced at a time (attention
-dropout, all dropout, exact-erf GELU -> tanh GELU, the dropout PRNG threefry -> rbg), beside
+dropout, all dropout, exact-erf GELU -> tanh GELU, the PRNG threefry -> rbg: since the hash
+dropout masks, a checkout before a1a5bd3 drew every mask bit from it, now only two seed
+words per mask), beside
 plain PyTorch's step and forward on the same batch. Differences between rows are the cost of
 the part. Writes benchmarks/results/cpu_split.json.
 
     python benchmarks/cpu_split.py [--batch 32] [--repeats 5]
     # the same on an older checkout (before/after a change), its own results file:
-    cd OLD && PYTHONPATH=$PWD python NEW/benchmarks/cpu_split.py --name cpu_split_before
+    cd OLD && PYTHONPATH=$PWD python NEW/benchmarks/cpu_split.py --name cpu_split_threefry
 
 Why ablation and not a trace: XLA:CPU fuses elementwise ops into the matmuls' neighbours, so
 a per-HLO trace splits time by fusion, not by model part; switching a part off and timing
@@ -27,7 +29,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROWS = {
-    "full (dropout 0.1 everywhere, erf GELU, threefry)": {},
+    "full (dropout 0.1 everywhere, erf GELU)": {},
     "no attention dropout (fused attention path)": {"attention_dropout": 0.0},
     "no dropout at all": {"attention_dropout": 0.0, "hidden_dropout": 0.0},
     "tanh GELU": {"hidden_act": "gelu_new"},

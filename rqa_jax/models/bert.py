@@ -191,8 +191,9 @@ class SelfAttention(nn.Module):
 
         q, k, v = project("query"), project("key"), project("value")
         if deterministic or cfg.attention_probs_dropout_prob == 0:
-            # No dropout on the probabilities: JAX's fused attention (cuDNN's flash kernel on
-            # GPUs when the shapes and dtype allow it, XLA's otherwise), [B, T, N, H] layout.
+            # No dropout on the probabilities: jax.nn.dot_product_attention, [B, T, N, H]
+            # layout (its XLA implementation on every backend: with implementation=None,
+            # jax 0.10 does not pick cuDNN's kernel by itself).
             bias = jnp.broadcast_to(attention_bias, (q.shape[0], 1, q.shape[1], k.shape[1]))
             out = jax.nn.dot_product_attention(q, k, v, bias=bias.astype(q.dtype))
             return out.reshape(*out.shape[:-2], cfg.hidden_size)
