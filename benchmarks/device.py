@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -37,6 +38,9 @@ MODELS = {
                   "num_attention_heads": 12, "intermediate_size": 3072},
     "minilm": {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
                "num_attention_heads": 12, "intermediate_size": 1536},
+    # for tests/test_device_benchmark.py: every section in seconds, no figure worth reading
+    "tiny": {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "intermediate_size": 64},
 }  # fmt: skip
 
 
@@ -256,6 +260,22 @@ def _torch_child(args) -> None:
     print(json.dumps({"model": model, **result}))
 
 
+def _earlier_results(out: str | None, name: str, device_kind: str, model: str) -> dict:
+    """The results file a cut-short run left in ``out``, if it is this device's and model's."""
+    from common import RESULTS_DIR
+
+    path = (Path(out) if out else RESULTS_DIR) / f"{name}.json"
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("device") != device_kind or earlier.get("model") != model:
+        print(f"{path} is from {earlier.get('device')} / {earlier.get('model')}: not merged "
+              f"(this run: {device_kind} / {model}); it will be overwritten", flush=True)  # fmt: skip
+        return {}
+    earlier.pop("machine", None)
+    return earlier
+
+
 def main() -> None:
     import jax
     from common import matmul_peak, theoretical_cpu_peak, write_results
@@ -312,6 +332,9 @@ def main() -> None:
     if on_cpu:
         results["theoretical_cpu_peak"] = theoretical_cpu_peak()
     name = f"device_{jax.default_backend()}"
+    only = set(filter(None, args.only.split(",")))
+    if only:  # finishing a cut-short run: keep the sections it measured
+        results = {**_earlier_results(args.out, name, device.device_kind, model), **results}
 
     def save(section: str, value) -> None:
         if isinstance(value, dict):
@@ -330,7 +353,6 @@ def main() -> None:
 
     if torch_result is not None:
         save("torch_dual", torch_result)
-    only = set(filter(None, args.only.split(",")))
     runs, b = [{"batch": start_batch}] if only else [], start_batch
     while b <= max_batch and not only:
         if runs and time.perf_counter() - t_start > args.budget_s:
