@@ -132,21 +132,28 @@ def test_step_on_8_devices_equals_step_on_1_device(dropout):
     one_mesh = parallel.make_mesh(devices=jax.devices()[:1])
     p1, l1, _ = _run_steps(one_mesh, parallel.REPLICATED_RULES, dropout=dropout)
     p8, l8, _ = _run_steps(parallel.make_mesh(), parallel.REPLICATED_RULES, dropout=dropout)
+    if dropout:  # and it is on: the loss is not the dropout-free one
+        _, plain, _ = _run_steps(one_mesh, parallel.REPLICATED_RULES, n_steps=1)
+        assert abs(l1[0] - plain[0]) > 1e-2, (l1, plain)
     np.testing.assert_allclose(l8, l1, rtol=1e-5)
     # Updates are lr-sized (1e-3); where a gradient is rounding noise (~1e-9) Adam still
     # normalises it to a ~1e-6 step whose sign depends on summation order: atol 1e-5.
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p8, p1)
 
 
-def test_model_parallel_rules_shard_matrices_and_give_the_same_step():
+@pytest.mark.parametrize("dropout", [False, True], ids=["no_dropout", "dropout"])
+def test_model_parallel_rules_shard_matrices_and_give_the_same_step(dropout):
+    """With dropout on, the training attention path contracts the per-head context with the
+    row-sharded output kernel reshaped to [heads, head dim, hidden]."""
     mesh = parallel.make_mesh(model=2)  # 4 data x 2 model
-    p_mp, l_mp, state = _run_steps(mesh, parallel.MODEL_PARALLEL_RULES)
+    p_mp, l_mp, state = _run_steps(mesh, parallel.MODEL_PARALLEL_RULES, dropout=dropout)
     q = state.params["query_encoder"]["encoder"]["layer"]["0"]["attention"]["self"]["query"][
         "kernel"
     ]
     assert q.sharding.spec == PartitionSpec(None, "model")
     assert q.addressable_shards[0].data.shape == (32, 16)
-    p1, l1, _ = _run_steps(parallel.make_mesh(devices=jax.devices()[:1]), parallel.REPLICATED_RULES)
+    one_mesh = parallel.make_mesh(devices=jax.devices()[:1])
+    p1, l1, _ = _run_steps(one_mesh, parallel.REPLICATED_RULES, dropout=dropout)
     np.testing.assert_allclose(l_mp, l1, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p_mp, p1)
 

@@ -173,7 +173,11 @@ def _dense(features: int, cfg: BertConfig, dtype, param_dtype, name: str) -> nn.
 
 
 class SelfAttention(nn.Module):
-    """Multi-head attention; HF's ``attention.self`` (query/key/value projections)."""
+    """Multi-head attention; HF's ``attention.self`` (query/key/value projections).
+
+    Returns ``(context, heads_layout)``: the context is [B, T, N·H] from the fused path
+    (no dropout) and per-head [B, N, T, H] from the training path, which the output
+    projection contracts as it is (``Projection``); the flag says which."""
 
     config: BertConfig
     dtype: Any = jnp.float32
@@ -196,14 +200,14 @@ class SelfAttention(nn.Module):
             # jax 0.10 does not pick cuDNN's kernel by itself).
             bias = jnp.broadcast_to(attention_bias, (q.shape[0], 1, q.shape[1], k.shape[1]))
             out = jax.nn.dot_product_attention(q, k, v, bias=bias.astype(q.dtype))
-            return out.reshape(*out.shape[:-2], cfg.hidden_size)
+            return out.reshape(*out.shape[:-2], cfg.hidden_size), False
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
         # Softmax in float32 whatever the compute dtype: bf16 logits lose the padding bias.
         probs = jax.nn.softmax(scores.astype(jnp.float32) + attention_bias, axis=-1)
         probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
         # Per-head context [B, N, T, H], left in the layout the einsum produces: the output
         # projection contracts (N, H) itself (see Projection), no transpose back.
-        return jnp.einsum("bhqk,bkhd->bhqd", probs.astype(self.dtype), v)
+        return jnp.einsum("bhqk,bkhd->bhqd", probs.astype(self.dtype), v), True
 
 
 class Projection(nn.Module):
@@ -239,9 +243,8 @@ class DenseResidualNorm(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, residual, deterministic: bool):
+    def __call__(self, x, residual, deterministic: bool, heads_layout: bool = False):
         cfg = self.config
-        heads_layout = x.ndim == residual.ndim + 1  # per-head attention context
         x = Projection(cfg.hidden_size, cfg, self.dtype, self.param_dtype, name="dense")(
             x, heads_layout
         )
@@ -258,8 +261,8 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x, attention_bias, deterministic: bool):
         kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype)
-        a = SelfAttention(**kw, name="self")(x, attention_bias, deterministic)
-        return DenseResidualNorm(**kw, name="output")(a, x, deterministic)
+        a, heads_layout = SelfAttention(**kw, name="self")(x, attention_bias, deterministic)
+        return DenseResidualNorm(**kw, name="output")(a, x, deterministic, heads_layout)
 
 
 class Intermediate(nn.Module):
