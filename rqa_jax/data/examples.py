@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from rqa_jax.data import formats as F
+from rqa_jax.data.binrun import iter_run, pid_reader
 from rqa_jax.errors import MissingIdError, UserInputError
 
 Example = dict[str, Any]
@@ -448,7 +449,7 @@ def cross_marco_records(
 
     seen: set[str] = set()
     if run is not None:
-        for qid, ranked in F.iter_run_groups(run, depth):
+        for qid, ranked in iter_run(run, pid_reader(run, corpus), depth):
             if qid not in positives:
                 counts["no_positive"] += 1
                 continue

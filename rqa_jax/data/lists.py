@@ -26,7 +26,7 @@ import json
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -38,6 +38,7 @@ Scores = dict[str, dict[str, float]]
 # A scorer: (queries, paras, titles) -> one relevance score per pair
 Scorer = Callable[[list[str], list[str], list[str | None]], Sequence[float]]
 Corpus = Mapping[str, tuple[str | None, str]]  # pid -> (title, text)
+Id = TypeVar("Id", str, int)  # a passage id, or its corpus row (the binary-run steps)
 
 
 def _positives(qrels: Qrels, qid: str) -> list[str]:
@@ -168,36 +169,54 @@ def denoise(
     dropped: dict[str, set[str]] = {}
     st = DenoiseStats()
     for qid, docs in run.items():
-        positives = _positives(qrels, qid)
-        if not positives:
-            continue
-        rng, pos_set = _rng(seed, qid), set(positives)
-        need = per_positive * len(positives)
-        head = [pid for pid, _ in docs[:top] if pid not in pos_set]
-        qs = ce_scores.get(qid, {})
-        unscored = next((pid for pid in head if pid not in qs), None)
-        if unscored is not None:
-            raise MissingIdError(
-                f"query {qid!r}: candidate {unscored!r} has no cross-encoder score"
-            )
-        usable = [pid for pid in head if qs[pid] < tau_neg]
-        dropped[qid] = {pid for pid in head if qs[pid] >= tau_neg}
-        chosen = rng.sample(usable, min(need, len(usable))) if pick == "random" else usable[:need]
-        if len(chosen) < need:
-            tail = [pid for pid, _ in docs[top:depth] if pid not in pos_set]
-            extra = rng.sample(tail, min(need - len(chosen), len(tail)))
-            st.topped_up_queries += 1
-            st.topped_up_negatives += len(extra)
-            chosen += extra
-            st.queries_short_of_negatives += len(chosen) < need
-        st.queries += 1
-        st.positives += len(positives)
-        st.negatives += len(chosen)
-        st.top_candidates += len(head)
-        st.dropped_as_false_negatives += len(dropped[qid])
-        # negative i goes with positive i mod P: every positive gets its share
-        pairs[qid] = [(positives[i % len(positives)], neg) for i, neg in enumerate(chosen)]
+        got = denoise_query(qid, [pid for pid, _ in docs], _positives(qrels, qid),
+                            ce_scores.get(qid, {}), st, per_positive, top, depth, tau_neg, seed, pick)  # fmt: skip
+        if got is not None:
+            pairs[qid], dropped[qid] = got
     return pairs, st, dropped
+
+
+def denoise_query(
+    qid: str,
+    ranked: Sequence[Id],
+    positives: Sequence[Id],
+    scores: Mapping[Id, float],
+    st: DenoiseStats,
+    per_positive: int = 4,
+    top: int = 50,
+    depth: int = 1000,
+    tau_neg: float = 0.1,
+    seed: int = 0,
+    pick: str = "random",
+) -> tuple[list[tuple[Id, Id]], set[Id]] | None:
+    """One query of :func:`denoise` → ([(positive, negative)], dropped) or None (no
+    positive), counted into ``st``. Ids are passage ids or corpus rows alike: the draws
+    depend only on the order of ``ranked``, so both give the same choices."""
+    if not positives:
+        return None
+    rng, pos_set = _rng(seed, qid), set(positives)
+    need = per_positive * len(positives)
+    head = [pid for pid in ranked[:top] if pid not in pos_set]
+    unscored = next((pid for pid in head if pid not in scores), None)
+    if unscored is not None:
+        raise MissingIdError(f"query {qid!r}: candidate {unscored!r} has no cross-encoder score")
+    usable = [pid for pid in head if scores[pid] < tau_neg]
+    dropped = {pid for pid in head if scores[pid] >= tau_neg}
+    chosen = rng.sample(usable, min(need, len(usable))) if pick == "random" else usable[:need]
+    if len(chosen) < need:
+        tail = [pid for pid in ranked[top:depth] if pid not in pos_set]
+        extra = rng.sample(tail, min(need - len(chosen), len(tail)))
+        st.topped_up_queries += 1
+        st.topped_up_negatives += len(extra)
+        chosen += extra
+        st.queries_short_of_negatives += len(chosen) < need
+    st.queries += 1
+    st.positives += len(positives)
+    st.negatives += len(chosen)
+    st.top_candidates += len(head)
+    st.dropped_as_false_negatives += len(dropped)
+    # negative i goes with positive i mod P: every positive gets its share
+    return [(positives[i % len(positives)], neg) for i, neg in enumerate(chosen)], dropped
 
 
 def undenoised(
@@ -257,25 +276,43 @@ def augment(
     out: dict[str, list[tuple[str, str]]] = {}
     st = AugmentStats()
     for qid, docs in run.items():
-        st.questions += 1
-        qs = ce_scores.get(qid, {})
-        head = [pid for pid, _ in docs[:top] if pid in qs]
-        if not head:
-            st.skipped_no_confident_positive += 1
-            continue
-        best = max(head, key=lambda p: qs[p])
-        if qs[best] <= tau_pos:
-            st.skipped_no_confident_positive += 1
-            continue
-        usable = [pid for pid in head if qs[pid] < tau_neg and pid != best]
-        if not usable:
-            st.skipped_no_negative += 1
-            continue
-        chosen = _rng(seed, qid).sample(usable, min(negatives, len(usable)))
-        st.pseudo_positives += 1
-        st.negatives += len(chosen)
-        out[qid] = [(best, neg) for neg in chosen]
+        got = augment_query(qid, [pid for pid, _ in docs], ce_scores.get(qid, {}), st, negatives,
+                            top, tau_pos, tau_neg, seed)  # fmt: skip
+        if got is not None:
+            out[qid] = got
     return out, st
+
+
+def augment_query(
+    qid: str,
+    ranked: Sequence[Id],
+    scores: Mapping[Id, float],
+    st: AugmentStats,
+    negatives: int = 4,
+    top: int = 50,
+    tau_pos: float = 0.9,
+    tau_neg: float = 0.1,
+    seed: int = 0,
+) -> list[tuple[Id, Id]] | None:
+    """One question of :func:`augment` → [(pseudo positive, negative)] or None (skipped),
+    counted into ``st``."""
+    st.questions += 1
+    head = [pid for pid in ranked[:top] if pid in scores]
+    if not head:
+        st.skipped_no_confident_positive += 1
+        return None
+    best = max(head, key=lambda p: scores[p])
+    if scores[best] <= tau_pos:
+        st.skipped_no_confident_positive += 1
+        return None
+    usable = [pid for pid in head if scores[pid] < tau_neg and pid != best]
+    if not usable:
+        st.skipped_no_negative += 1
+        return None
+    chosen = _rng(seed, qid).sample(usable, min(negatives, len(usable)))
+    st.pseudo_positives += 1
+    st.negatives += len(chosen)
+    return [(best, neg) for neg in chosen]
 
 
 # ----------------------------------------------------------------------------- write
@@ -342,17 +379,28 @@ def sampled_lists(
     out: dict[str, list[str]] = {}
     st = ListStats()
     for qid, docs in run.items():
-        positives = _positives(qrels, qid)
-        if not positives:
-            st.skipped_no_positive += qid in qrels
-            continue
-        pool = [pid for pid, _ in docs[:depth] if pid not in set(positives)]
-        if len(pool) < list_size - 1:
-            st.skipped_too_few_candidates += 1
-            continue
-        out[qid] = [positives[0], *_rng(seed, qid).sample(pool, list_size - 1)]
-        st.lists += 1
+        got = sampled_list(qid, [pid for pid, _ in docs], _positives(qrels, qid), qid in qrels, st,
+                           list_size, depth, seed)  # fmt: skip
+        if got is not None:
+            out[qid] = got
     return out, st
+
+
+def sampled_list(
+    qid: str, ranked: Sequence[Id], positives: Sequence[Id], judged: bool, st: ListStats,
+    list_size: int, depth: int = 1000, seed: int = 0,
+) -> list[Id] | None:  # fmt: skip
+    """One query of :func:`sampled_lists` (``judged``: the query is in the qrels)."""
+    if not positives:
+        st.skipped_no_positive += judged
+        return None
+    pos_set = set(positives)
+    pool = [pid for pid in ranked[:depth] if pid not in pos_set]
+    if len(pool) < list_size - 1:
+        st.skipped_too_few_candidates += 1
+        return None
+    st.lists += 1
+    return [positives[0], *_rng(seed, qid).sample(pool, list_size - 1)]
 
 
 def denoised_lists(
@@ -375,33 +423,51 @@ def denoised_lists(
     out: dict[str, list[str]] = {}
     st = ListStats()
     for qid, docs in run.items():
-        qs = ce_scores.get(qid, {})
-        head = [pid for pid, _ in docs[:top] if pid in qs]
-        confident = {pid for pid in head if qs[pid] > tau_pos}
-        positives = _positives(qrels, qid)
-        if positives:
-            first = positives[0]
-        elif head and qs[max(head, key=lambda p: qs[p])] > tau_pos:
-            first = max(head, key=lambda p: qs[p])
-            st.pseudo_positive_lists += 1
-        else:
-            st.skipped_no_positive += 1
-            continue
-        keep_out = set(positives) | confident | {first}
-        st.excluded_confident += len(confident - set(positives) - {first})
-        rng = _rng(seed, qid)
-        usable = [pid for pid in head if qs[pid] < tau_neg and pid not in keep_out]
-        chosen = rng.sample(usable, min(list_size - 1, len(usable)))
-        if len(chosen) < list_size - 1:
-            tail = [pid for pid, _ in docs[top:depth] if pid not in keep_out]
-            chosen += rng.sample(tail, min(list_size - 1 - len(chosen), len(tail)))
-        if len(chosen) < list_size - 1:
-            st.skipped_too_few_candidates += 1
-            st.pseudo_positive_lists -= not positives
-            continue
-        out[qid] = [first, *chosen]
-        st.lists += 1
+        got = denoised_list(qid, [pid for pid, _ in docs], _positives(qrels, qid), ce_scores.get(qid, {}),
+                            st, list_size, top, depth, tau_neg, tau_pos, seed)  # fmt: skip
+        if got is not None:
+            out[qid] = got
     return out, st
+
+
+def denoised_list(
+    qid: str,
+    ranked: Sequence[Id],
+    positives: Sequence[Id],
+    scores: Mapping[Id, float],
+    st: ListStats,
+    list_size: int,
+    top: int = 50,
+    depth: int = 1000,
+    tau_neg: float = 0.1,
+    tau_pos: float = 0.9,
+    seed: int = 0,
+) -> list[Id] | None:
+    """One query of :func:`denoised_lists`."""
+    head = [pid for pid in ranked[:top] if pid in scores]
+    confident = {pid for pid in head if scores[pid] > tau_pos}
+    if positives:
+        first = positives[0]
+    elif head and scores[max(head, key=lambda p: scores[p])] > tau_pos:
+        first = max(head, key=lambda p: scores[p])
+        st.pseudo_positive_lists += 1
+    else:
+        st.skipped_no_positive += 1
+        return None
+    keep_out = set(positives) | confident | {first}
+    st.excluded_confident += len(confident - set(positives) - {first})
+    rng = _rng(seed, qid)
+    usable = [pid for pid in head if scores[pid] < tau_neg and pid not in keep_out]
+    chosen = rng.sample(usable, min(list_size - 1, len(usable)))
+    if len(chosen) < list_size - 1:
+        tail = [pid for pid in ranked[top:depth] if pid not in keep_out]
+        chosen += rng.sample(tail, min(list_size - 1 - len(chosen), len(tail)))
+    if len(chosen) < list_size - 1:
+        st.skipped_too_few_candidates += 1
+        st.pseudo_positive_lists -= not positives
+        return None
+    st.lists += 1
+    return [first, *chosen]
 
 
 def write_joint(

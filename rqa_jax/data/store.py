@@ -31,7 +31,7 @@ import os
 import shutil
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +252,7 @@ class CorpusStore(RecordStore):
         self._order = np.load(self.dir / ORDER, mmap_mode="r")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "_ids": None, "_order": None}
+        return {**super().__getstate__(), "_ids": None, "_order": None, "_by_row": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -277,3 +277,66 @@ class CorpusStore(RecordStore):
     def passages(self, rows: Sequence[int]) -> list[dict[str, str]]:
         """``{"id", "title", "text"}`` of ``rows``."""
         return [{"id": p, "title": t, "text": x} for p, t, x in self.__getitems__(rows)]
+
+    def pids_by_row(self) -> np.ndarray:
+        """Every pid in row order (utf-8 bytes): one numpy array, built once on first use."""
+        if getattr(self, "_by_row", None) is None:
+            by_row = np.empty_like(self._ids)
+            by_row[np.asarray(self._order)] = self._ids
+            self._by_row = by_row
+        return self._by_row
+
+    def pid_of_rows(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """The pids of corpus rows (a row outside the corpus is an IndexError naming it)."""
+        rows = np.asarray(rows, np.int64)
+        bad = rows[(rows < 0) | (rows >= len(self))]
+        if len(bad):
+            raise IndexError(f"row {int(bad[0])} is outside the corpus of {len(self)} passages")
+        return [p.decode("utf-8") for p in self.pids_by_row()[rows]]
+
+    def fingerprint(self) -> str:
+        """sha256 of the pids in row order: equal to the fingerprint an index built over this
+        corpus records (:func:`rqa_jax.index.search.corpus_fingerprint`)."""
+        if getattr(self, "_fingerprint", None) is None:
+            h = hashlib.sha256()
+            by_row = self.pids_by_row()
+            for start in range(0, len(by_row), 1 << 20):
+                h.update(b"".join(p + b"\n" for p in by_row[start : start + (1 << 20)].tolist()))
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def texts(self, rows: Sequence[int]) -> list[tuple[str | None, str]]:
+        """(title or None, text) of each row."""
+        return [(t or None, x) for _, t, x in self.__getitems__(rows)]
+
+
+class CorpusMap(Mapping[str, tuple[str | None, str]]):
+    """A corpus store seen as ``pid -> (title or None, text)``, what the id-based steps of
+    :mod:`rqa_jax.data.lists` take, without a Python object per passage: each lookup reads
+    one record; iteration goes in row order."""
+
+    def __init__(self, corpus: CorpusStore) -> None:
+        self.store = corpus
+
+    def __getitem__(self, pid: str) -> tuple[str | None, str]:
+        try:
+            row = int(self.store.rows_of([pid])[0])
+        except MissingIdError:
+            raise KeyError(pid) from None
+        return self.store.texts([row])[0]
+
+    def __contains__(self, pid: object) -> bool:
+        if not isinstance(pid, str) or not len(self.store):
+            return False
+        want = pid.encode("utf-8")
+        ids = self.store._ids
+        pos = int(np.searchsorted(ids, want))
+        return pos < len(ids) and ids[pos] == want
+
+    def __iter__(self) -> Iterator[str]:
+        by_row = self.store.pids_by_row()
+        for start in range(0, len(by_row), 65536):
+            yield from (p.decode("utf-8") for p in by_row[start : start + 65536].tolist())
+
+    def __len__(self) -> int:
+        return len(self.store)

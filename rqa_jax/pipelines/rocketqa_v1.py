@@ -22,37 +22,58 @@ re-ranks de0's top ``eval.rerank_top``); ``report.json`` / ``report.md`` gather 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import ml_collections
+import numpy as np
 
+from rqa_jax.data import binrun, store
 from rqa_jax.data import formats as F
 from rqa_jax.data import lists as L
+from rqa_jax.data import mining as M
+from rqa_jax.data.binrun import BinaryRun
 from rqa_jax.errors import ConfigError
 from rqa_jax.parallel import on_process_0
 from rqa_jax.pipelines import retrieval as R
 from rqa_jax.pipelines.stages import Pipeline
 
+CHUNK = 4096  # queries per chunk of the data steps (a chunk's parts are resumed whole)
 STAGES = ("data", "de0", "ce", "denoise", "de1", "de1_undenoised", "augment", "de2")
 
 
 class Dataset:
-    """The files a pipeline reads, loaded once: corpus (with titles), train/dev queries and
-    qrels, unlabeled questions, and (sample only) the planted false negatives."""
+    """The files a pipeline reads: the corpus (with titles) as a record store, read by row
+    and never held whole; train/dev queries and qrels, unlabeled questions and (sample only)
+    the planted false negatives, per query."""
 
-    def __init__(self, root: Path, unlabeled: str = "") -> None:
+    def __init__(self, root: Path, unlabeled: str = "", cache: Path | None = None,
+                 progress: bool = False) -> None:  # fmt: skip
         self.root = root
         titles_file = F.marco_file(root, "titles", required=False)  # any name: F.MARCO_FILES
-        titles = F.read_titles(titles_file) if titles_file else {}
         collection = F.marco_file(root, "collection", "the pipeline's corpus")
-        self.corpus = {r.id: (titles.get(r.id), r.text) for r in F.iter_collection(collection)}
+        files = [collection, *([titles_file] if titles_file else [])]
+
+        def passages() -> Iterator[tuple[str, str | None, str]]:
+            titles = F.read_titles(titles_file) if titles_file else {}
+            return ((r.id, titles.get(r.id), r.text) for r in F.iter_collection(collection))
+
+        cache = cache or root / ".rqa_cache"
+        stored: list[Path] = []
+        on_process_0(lambda: stored.append(store.ensure_corpus(cache, files, passages, progress=progress)),
+                     "corpus store")  # fmt: skip
+        self.corpus = store.CorpusStore(
+            stored[0] if stored else store.store_dir(cache, "corpus", files, {})
+        )
         files = {"train": (F.marco_file(root, "queries.train"), F.marco_file(root, "qrels.train")),
                  "dev": F.marco_dev_files(root)}  # fmt: skip
         self.queries = {split: {q.id: q.text for q in F.iter_queries(queries)}
                         for split, (queries, _) in files.items()}  # fmt: skip
-        self.qrels = {split: F.read_qrels(qrels, corpus_ids=self.corpus, strict=True)
+        in_corpus = store.CorpusMap(self.corpus)
+        self.qrels = {split: F.read_qrels(qrels, corpus_ids=in_corpus, strict=True)
                       for split, (_, qrels) in files.items()}  # fmt: skip
         unlabeled_path = Path(unlabeled) if unlabeled else root / "queries.unlabeled.tsv"
         self.unlabeled = (
@@ -106,20 +127,37 @@ def _train(base: ml_collections.ConfigDict, workdir: Path, **overrides: Any) -> 
     return workdir / "export"
 
 
-def _score(ce_export: str, run: F.Run, queries: dict[str, str], corpus: R.Corpus, out: Path, top: int,
-           progress: bool) -> L.Scores:  # fmt: skip
-    """The re-ranker's scores of each query's top candidates: computed (resumably) and saved
-    by process 0, read back by every process."""
-    on_process_0(lambda: L.score_candidates(R.cross_scorer(ce_export), run, queries, corpus, out, top,
-                                            progress=progress), f"{out} scored")  # fmt: skip
-    return L.read_scores(out)
+def _score(ce_export: str, run: BinaryRun, queries: dict[str, str], corpus: store.CorpusStore, out: Path,
+           top: int, progress: bool, selected: np.ndarray | None = None) -> BinaryRun:  # fmt: skip
+    """The re-ranker's scores of each selected query's top candidates, as a binary run:
+    computed resumably, chunks split over the processes."""
+    on_process_0(lambda: M.scores_writer(run, out, top, selected), f"{out} laid out")
+    writer = M.scores_writer(run, out, top, selected, create=False)
+    M.score_run(R.cross_scorer(ce_export), run, writer, queries, corpus, selected, *R.processes(),
+                progress=progress)  # fmt: skip
+    return R.finish_binary_run(writer)
 
 
-def _write_run(path: Path, run: F.Run) -> None:
-    on_process_0(lambda: F.write_run(path, run), f"{path.name} written")
+def chunked(out: Path, n: int, chunk: int, step: Callable[[int, int], Any]) -> dict[str, Any]:
+    """``step(process_index, process_count)`` on every process (each writes its chunks'
+    parts of ``out``), then process 0 merges the parts; returns the summed counts."""
+    step(*R.processes())
+    R.barrier(f"{out.name} chunks")
+    on_process_0(
+        lambda: L.write_stats(f"{out}.counts.json", M.merge_parts(out, n, chunk)),
+        f"{out.name} merged",
+    )
+    return json.loads(Path(f"{out}.counts.json").read_text())
 
 
-def load_data(config: ml_collections.ConfigDict, pipe: Pipeline) -> Dataset:
+def _write_run(path: Path, run: BinaryRun, corpus: store.CorpusStore) -> None:
+    """A text copy of a (dev-sized) binary run, for interchange (``rqa evaluate``)."""
+    on_process_0(
+        lambda: binrun.binary_to_text(run.path, path, corpus.pid_of_rows), f"{path.name} written"
+    )
+
+
+def load_data(config: ml_collections.ConfigDict, pipe: Pipeline, progress: bool = False) -> Dataset:
     """The ``data`` stage (the sample generated once, counts recorded) and the dataset."""
     root = data_root(config, pipe.workdir)
     loaded: list[Dataset] = []
@@ -127,14 +165,20 @@ def load_data(config: ml_collections.ConfigDict, pipe: Pipeline) -> Dataset:
     def data_stage(d: Path) -> dict[str, Any]:
         if config.data.source == "sample":
             on_process_0(lambda: _generate_sample(config, root), "sample data")
-        loaded.append(Dataset(root, config.data.unlabeled_queries))
+        loaded.append(
+            Dataset(root, config.data.unlabeled_queries, pipe.workdir / "data" / "stores", progress)
+        )
         ds = loaded[0]
         return {"root": str(root), "passages": len(ds.corpus), "train_queries": len(ds.queries["train"]),
                 "dev_queries": len(ds.queries["dev"]), "unlabeled_questions": len(ds.unlabeled),
                 "planted_false_negatives": sum(len(v) for v in ds.planted.values())}  # fmt: skip
 
     pipe.run("data", data_stage)
-    return loaded[0] if loaded else Dataset(root, config.data.unlabeled_queries)
+    return (
+        loaded[0]
+        if loaded
+        else Dataset(root, config.data.unlabeled_queries, pipe.workdir / "data" / "stores")
+    )
 
 
 def run_pipeline(
@@ -151,17 +195,17 @@ def run_pipeline(
         raise ConfigError(f"until must be None or 'ce', got {until!r}")
     work = Path(workdir).absolute()  # the paths it records stay valid from any directory
     pipe = Pipeline(work)
-    ds = load_data(config, pipe)
+    ds = load_data(config, pipe, progress)
     root = ds.root
     ev = config.eval
 
     def evaluate_retriever(d: Path, export: Path, train_run: bool) -> dict[str, Any]:
         retriever = R.Retriever(export, ds.corpus, d, ev.index_backend, progress=progress)
-        dev_run = retriever.search(ds.queries["dev"], ev.depth)
-        _write_run(d / "dev.run", dev_run)
-        if train_run:  # the pool RocketQA mines from
-            _write_run(d / "train.run", retriever.search(ds.queries["train"], config.mine.depth))
-        return {"export": str(export), **R.retrieval_metrics(ds.dev_judged, dev_run)}
+        dev_run = retriever.search(ds.queries["dev"], ev.depth, d / "dev.bin")
+        _write_run(d / "dev.run", dev_run, ds.corpus)
+        if train_run:  # the pool RocketQA mines from: binary, read by row
+            retriever.search(ds.queries["train"], config.mine.depth, d / "train.bin")
+        return {"export": str(export), **R.retrieval_metrics(ds.dev_judged, dev_run, ds.corpus)}
 
     def de_stage(name: str, **overrides: Any):
         def fn(d: Path) -> dict[str, Any]:
@@ -176,10 +220,10 @@ def run_pipeline(
 
     def ce_stage(d: Path) -> dict[str, Any]:
         export = _train(config.reranker, d / "train", **marco_data, **{
-            "data.train_run": str(de0_dir / "train.run"), "data.dev_run": str(de0_dir / "dev.run")})  # fmt: skip
-        reranked = R.rerank_run(export, F.read_run(de0_dir / "dev.run"), ds.queries["dev"], ds.corpus,
+            "data.train_run": str(de0_dir / "train.bin"), "data.dev_run": str(de0_dir / "dev.bin")})  # fmt: skip
+        reranked = R.rerank_run(export, BinaryRun(de0_dir / "dev.bin"), ds.queries["dev"], ds.corpus,
                                 ev.rerank_top, progress=progress)  # fmt: skip
-        _write_run(d / "dev.rerank.run", reranked)
+        on_process_0(lambda: F.write_run(d / "dev.rerank.run", reranked), "dev.rerank.run written")
         # the re-ranker orders de0's candidates: its recall is de0's, only MRR@10 is its own
         mrr = R.retrieval_metrics(ds.dev_judged, reranked)["mrr@10"]
         return {"export": str(export), "reranked": f"de0 top {ev.rerank_top}", "mrr@10": mrr}
@@ -190,25 +234,28 @@ def run_pipeline(
     dn = config.denoise
 
     def denoise_stage(d: Path) -> dict[str, Any]:
-        run = F.read_run(de0_dir / "train.run")
-        judged = {q: run[q] for q in run if q in ds.qrels["train"]}
-        scores = _score(ce["export"], {q: r[: dn.top] for q, r in judged.items()}, ds.queries["train"],
-                        ds.corpus, d / "ce_top.scores", dn.top, progress)  # fmt: skip
-        pairs, stats, dropped = L.denoise(judged, ds.qrels["train"], scores, dn.per_positive, dn.top,
-                                          config.mine.depth, dn.tau_neg, dn.seed, dn.pick)  # fmt: skip
-        out = {"stats": stats.as_dict()}
-        if ds.planted:  # the denoiser against the sample's known false negatives
-            out["against_planted_false_negatives"] = L.false_negative_quality(
-                dropped, ds.planted, judged, dn.top
-            )
-        undenoised = L.undenoised(judged, ds.qrels["train"], dn.per_positive, dn.top, dn.seed)
+        run = BinaryRun(de0_dir / "train.bin")
+        qrels, queries = ds.qrels["train"], ds.queries["train"]
+        judged = M.judged_rows(run, qrels)
+        scores = _score(
+            ce["export"], run, queries, ds.corpus, d / "ce_top.bin", dn.top, progress, judged
+        )
+        planted = M.Planted(ds.planted) if ds.planted else None
 
-        def write() -> None:
-            out["lines"] = L.write_dual(d / "train.tsv", pairs, ds.queries["train"], ds.corpus)
-            L.write_dual(d / "train.undenoised.tsv", undenoised, ds.queries["train"], ds.corpus)
-            L.write_stats(d / "stats.json", out)
+        def denoise(out: Path, with_scores: BinaryRun | None) -> dict[str, Any]:
+            return chunked(out, len(judged), CHUNK, lambda pi, pc: M.denoise_run(
+                run, qrels, with_scores, queries, ds.corpus, out, dn.per_positive, dn.top,
+                config.mine.depth, dn.tau_neg, dn.seed, dn.pick, planted if with_scores else None,
+                CHUNK, pi, pc, progress))  # fmt: skip
 
-        on_process_0(write, "denoised data")
+        counts = denoise(d / "train.tsv", scores)
+        denoise(d / "train.undenoised.tsv", None)
+        fields = [f.name for f in dataclasses.fields(L.DenoiseStats)]
+        out: dict[str, Any] = {"stats": {k: counts[k] for k in fields}}
+        if planted is not None:  # the denoiser against the sample's known false negatives
+            out["against_planted_false_negatives"] = M.Planted.quality(counts)
+        out["lines"] = counts["lines"]
+        on_process_0(lambda: L.write_stats(d / "stats.json", out), "denoise stats")
         return {
             **out,
             "train_tsv": str(d / "train.tsv"),
@@ -235,21 +282,23 @@ def run_pipeline(
         retriever = R.Retriever(
             de1["export"], ds.corpus, work / "de1", ev.index_backend, progress=progress
         )
-        run = retriever.search(ds.unlabeled, au.top)
-        _write_run(d / "unlabeled.run", run)
+        run = retriever.search(ds.unlabeled, au.top, d / "unlabeled.bin")
         scores = _score(
-            ce["export"], run, ds.unlabeled, ds.corpus, d / "ce_top.scores", au.top, progress
+            ce["export"], run, ds.unlabeled, ds.corpus, d / "ce_top.bin", au.top, progress
         )
-        pairs, stats = L.augment(run, scores, au.negatives, au.top, au.tau_pos, au.tau_neg, au.seed)
-        out: dict[str, Any] = {"stats": stats.as_dict()}
         hidden = ds.root / "qrels.unlabeled.hidden.tsv"
-        if hidden.is_file():  # the sample knows the answers: how right are the pseudo labels?
-            truth = F.read_qrels(hidden)
-            right = sum(pos in truth.get(q, {}) for q, ps in pairs.items() for pos, _ in ps[:1])
-            out["pseudo_positive_precision"] = right / len(pairs) if pairs else 0.0
+        truth = F.read_qrels(hidden) if hidden.is_file() else None
+        counts = chunked(d / "augmented.tsv", len(run), CHUNK, lambda pi, pc: M.augment_run(
+            run, scores, ds.unlabeled, ds.corpus, d / "augmented.tsv", au.negatives, au.top,
+            au.tau_pos, au.tau_neg, au.seed, truth, CHUNK, pi, pc, progress))  # fmt: skip
+        fields = [f.name for f in dataclasses.fields(L.AugmentStats)]
+        out: dict[str, Any] = {"stats": {k: counts[k] for k in fields}}
+        if truth is not None:  # the sample knows the answers: how right are the pseudo labels?
+            pairs = counts["pseudo_positives"]
+            out["pseudo_positive_precision"] = counts["pseudo_right"] / pairs if pairs else 0.0
+        out["lines"] = counts["lines"]
 
         def write() -> None:
-            out["lines"] = L.write_dual(d / "augmented.tsv", pairs, ds.unlabeled, ds.corpus)
             L.concat_files(d / "train.tsv", [denoised["train_tsv"], d / "augmented.tsv"])
             L.write_stats(d / "stats.json", out)
 

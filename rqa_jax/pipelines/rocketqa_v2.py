@@ -23,14 +23,18 @@ the initial retriever's (the same candidates for every re-ranker).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from rqa_jax.data import formats as F
 from rqa_jax.data import lists as L
+from rqa_jax.data import mining as M
+from rqa_jax.data.binrun import BinaryRun
 from rqa_jax.errors import ConfigError
 from rqa_jax.losses import DISTILLATION_VARIANTS
 from rqa_jax.parallel import on_process_0
@@ -61,7 +65,7 @@ def initial_models(
             raise ConfigError("set init.v1_workdir or init.retriever_dir/reranker_dir, not both")
         v1 = Path(i.v1_workdir)
         root = Path(_v1_done(v1, "data")["root"])
-        ds = V1.Dataset(root, config.v1.data.unlabeled_queries)
+        ds = V1.Dataset(root, config.v1.data.unlabeled_queries, v1 / "data" / "stores")
         return ds, _v1_done(v1, "de0")["export"], _v1_done(v1, "ce")["export"], v1 / "de0"
     if bool(i.retriever_dir) != bool(i.reranker_dir):
         raise ConfigError("init.retriever_dir and init.reranker_dir go together (or set neither: "
@@ -71,7 +75,9 @@ def initial_models(
         return ds, i.retriever_dir, i.reranker_dir, None
     v1 = work / "v1"
     V1.run_pipeline(config.v1, v1, progress=progress, until="ce")
-    ds = V1.Dataset(Path(_v1_done(v1, "data")["root"]), config.v1.data.unlabeled_queries)
+    ds = V1.Dataset(
+        Path(_v1_done(v1, "data")["root"]), config.v1.data.unlabeled_queries, v1 / "data" / "stores"
+    )
     return ds, _v1_done(v1, "de0")["export"], _v1_done(v1, "ce")["export"], v1 / "de0"
 
 
@@ -96,21 +102,22 @@ def run_pipeline(
 
     def init_retriever_stage(d: Path) -> dict[str, Any]:
         retriever = retrieve(de_init, d, reuse)
-        dev_run = retriever.search(ds.queries["dev"], ev.depth)
-        V1._write_run(d / "dev.run", dev_run)
-        V1._write_run(d / "train.run", retriever.search(ds.queries["train"], lc.depth))
-        V1._write_run(d / "unlabeled.run", retriever.search(ds.unlabeled, lc.depth))
-        return {"export": str(de_init), **R.retrieval_metrics(ds.dev_judged, dev_run)}
+        dev_run = retriever.search(ds.queries["dev"], ev.depth, d / "dev.bin")
+        V1._write_run(d / "dev.run", dev_run, ds.corpus)
+        retriever.search(ds.queries["train"], lc.depth, d / "train.bin")
+        if ds.unlabeled:
+            retriever.search(ds.unlabeled, lc.depth, d / "unlabeled.bin")
+        return {"export": str(de_init), **R.retrieval_metrics(ds.dev_judged, dev_run, ds.corpus)}
 
     init_retriever = pipe.run("init_retriever", init_retriever_stage)
-    init_dev_run = F.read_run(init_dir / "dev.run")
+    init_dev_run = BinaryRun(init_dir / "dev.bin")
 
-    def rerank_mrr(export: str | Path, run: F.Run, out: Path | None = None) -> float:
+    def rerank_mrr(export: str | Path, run: BinaryRun, out: Path | None = None) -> float:
         reranked = R.rerank_run(
             export, run, ds.queries["dev"], ds.corpus, ev.rerank_top, progress=progress
         )
         if out is not None:
-            V1._write_run(out, reranked)
+            on_process_0(lambda: F.write_run(out, reranked), f"{out.name} written")
         return R.retrieval_metrics(ds.dev_judged, reranked)["mrr@10"]  # fmt: skip
 
     init_reranker = pipe.run(
@@ -123,32 +130,37 @@ def run_pipeline(
 
     def lists_stage(d: Path) -> dict[str, Any]:
         m = config.joint.list_size
-        train_run = F.read_run(init_dir / "train.run")
-        judged = {q: r for q, r in train_run.items() if q in ds.qrels["train"]}
+        train_run = BinaryRun(init_dir / "train.bin")
+        judged = M.judged_rows(train_run, ds.qrels["train"])
         out: dict[str, Any] = {"list_size": m, "mix": lc.mix}
         files = []
+
+        def lists(path: Path, run: BinaryRun, qrels: F.Qrels, scores: BinaryRun | None, queries: dict[str, str],
+                  selected: np.ndarray) -> dict[str, Any]:  # fmt: skip
+            counts = V1.chunked(path, len(selected), V1.CHUNK, lambda pi, pc: M.lists_run(
+                run, qrels, scores, queries, ds.corpus, path, m, lc.top, lc.depth, lc.tau_neg,
+                lc.tau_pos, lc.seed, selected, V1.CHUNK, pi, pc, progress))  # fmt: skip
+            files.append(path)
+            return {f.name: counts[f.name] for f in dataclasses.fields(L.ListStats)}
+
         if "rand" in lc.mix.split("+"):
-            rand, stats = L.sampled_lists(judged, ds.qrels["train"], m, lc.depth, lc.seed)
-            out["rand"] = stats.as_dict()
-            on_process_0(lambda: L.write_joint(d / "rand.tsv", rand, ds.queries["train"], ds.corpus),
-                         "rand lists")  # fmt: skip
-            files.append(d / "rand.tsv")
+            out["rand"] = lists(
+                d / "rand.tsv", train_run, ds.qrels["train"], None, ds.queries["train"], judged
+            )
         if "aug" in lc.mix.split("+"):
+            unlabeled = (
+                [("unlabeled", BinaryRun(init_dir / "unlabeled.bin"), ds.unlabeled, {})]
+                if ds.unlabeled
+                else []
+            )
             for name, run, queries, qrels in (
-                ("train", judged, ds.queries["train"], ds.qrels["train"]),
-                ("unlabeled", F.read_run(init_dir / "unlabeled.run"), ds.unlabeled, {}),
-            ):
-                top = {q: r[: lc.top] for q, r in run.items()}
-                scores = V1._score(
-                    ce_init, top, queries, ds.corpus, d / f"ce_{name}.scores", lc.top, progress
+                ("train", train_run, ds.queries["train"], ds.qrels["train"]), *unlabeled):  # fmt: skip
+                selected = judged if name == "train" else np.arange(len(run))
+                scores = V1._score(ce_init, run, queries, ds.corpus, d / f"ce_{name}.bin", lc.top, progress,
+                                   selected)  # fmt: skip
+                out[f"aug_{name}"] = lists(
+                    d / f"aug_{name}.tsv", run, qrels, scores, queries, selected
                 )
-                aug, stats = L.denoised_lists(run, qrels, scores, m, lc.top, lc.depth, lc.tau_neg,
-                                              lc.tau_pos, lc.seed)  # fmt: skip
-                out[f"aug_{name}"] = stats.as_dict()
-                path = d / f"aug_{name}.tsv"
-                on_process_0(lambda a=aug, p=path, q=queries: L.write_joint(p, a, q, ds.corpus),
-                             f"aug lists ({name})")  # fmt: skip
-                files.append(path)
         on_process_0(lambda: L.concat_files(d / "train.tsv", files), "joint training lists")
         out["lists"] = sum(v.get("lists", 0) for v in out.values() if isinstance(v, dict))
         on_process_0(lambda: L.write_stats(d / "stats.json", out), "list stats")
@@ -161,12 +173,14 @@ def run_pipeline(
             export = V1._train(config.joint, d / "train", **{
                 "retriever.model_dir": str(de_init), "reranker.model_dir": str(ce_init),
                 "data.source": "rocketqa_tsv", "data.path": lists["train_tsv"],
-                "data.dir": str(ds.root), "data.dev_run": str(init_dir / "dev.run"),
+                "data.dir": str(ds.root), "data.dev_run": str(init_dir / "dev.bin"),
             }, **overrides)  # fmt: skip
-            dev_run = retrieve(export / "retriever", d).search(ds.queries["dev"], ev.depth)
-            V1._write_run(d / "dev.run", dev_run)
+            dev_run = retrieve(export / "retriever", d).search(
+                ds.queries["dev"], ev.depth, d / "dev.bin"
+            )
+            V1._write_run(d / "dev.run", dev_run, ds.corpus)
             out = {"retriever": {"export": str(export / "retriever"),
-                                 **R.retrieval_metrics(ds.dev_judged, dev_run)}}  # fmt: skip
+                                 **R.retrieval_metrics(ds.dev_judged, dev_run, ds.corpus)}}  # fmt: skip
             if evaluate_reranker:
                 out["reranker"] = {
                     "export": str(export / "reranker"),

@@ -14,9 +14,9 @@ import ml_collections
 import numpy as np
 
 from rqa_jax import parallel
+from rqa_jax.data import binrun, store, tfds_builders
 from rqa_jax.data import examples as E
 from rqa_jax.data import formats as F
-from rqa_jax.data import store, tfds_builders
 from rqa_jax.data.sample import generate
 from rqa_jax.errors import ConfigError
 from rqa_jax.inference import DTYPES, load_tokenizer
@@ -279,7 +279,7 @@ def _stored(d: ml_collections.ConfigDict, workdir: Path, kind: str, files: list[
 
 
 def _need(path: Path, why: str) -> Path:
-    if not path.is_file():
+    if not (path.is_file() or binrun.is_binary_run(path)):
         raise FileNotFoundError(f"{path} does not exist: {why}")
     return path
 
@@ -549,7 +549,12 @@ def cross_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[E.Sour
     dev = None
     if config.eval_every and d.dev_run:
         root = dev_root(d, workdir)  # check_data: data.dir is set for rocketqa_tsv
-        dev_run = F.read_run(d.dev_run)
+        if binrun.is_binary_run(d.dev_run):  # only the top that dev reads, by row
+            corpus = marco_corpus(d, root, workdir)
+            depth = max(config.rerank_top_k, 10)
+            dev_run = binrun.read_run_top(d.dev_run, depth, binrun.pid_reader(d.dev_run, corpus))
+        else:
+            dev_run = F.read_run(d.dev_run)
         dev = (marco_rerank_dev(root, dev_run, config.rerank_top_k), dev_run)
     elif config.eval_every:
         _note(f"eval_every={config.eval_every} but no data.dev_run (a candidate run over the dev "
@@ -583,7 +588,12 @@ def cross_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[E.Sour
         queries, qrels, corpus, run, config.objective, negatives,
         config.list_size, d.negative_depth, config.seed, not_negatives=addition,
     )  # fmt: skip
-    files = [queries, qrels, *([run] if run else []), *([addition] if addition else [])]
+    files = [
+        queries,
+        qrels,
+        *([binrun.key_file(run)] if run else []),
+        *([addition] if addition else []),
+    ]
     stored = store.RecordStore(_stored(d, workdir, "cross_marco", files, params, records))
     examples = (E.CorpusLists if listwise else E.CorpusPairs)(stored, corpus)
     return examples, dev
