@@ -250,8 +250,9 @@ def get_pipeline_v1_config() -> ml_collections.ConfigDict:
         {"top": 50, "tau_pos": 0.9, "tau_neg": 0.1, "negatives": 4, "seed": 0}
     )
     c.eval = ml_collections.ConfigDict(
-        {"depth": 1000, "rerank_top": 50, "index_backend": "scann"}  # R@1000; ce re-ranks top 50
-    )
+        {"depth": 1000, "rerank_top": 50, "index_backend": "scann",  # R@1000; ce re-ranks top 50
+         "index_shard_rows": 0}  # > 0: one index per this many passages, searched in turn
+    )  # fmt: skip
     c.later_epochs = 10  # de1 and de2 (the paper: 40 epochs for step 1, 10 for steps 3-4)
     c.later_steps = 0  # > 0 overrides later_epochs
     c.ablation_undenoised = False  # also train de1 on undenoised hard negatives
@@ -334,8 +335,9 @@ def get_pipeline_v2_config() -> ml_collections.ConfigDict:
     # its log-odds l1 - l0 (the same ranking; a softmax over probabilities would be ~uniform)
     c.joint.reranker.cross_head = "pooler_logit"
     c.eval = ml_collections.ConfigDict(
-        {"depth": 1000, "rerank_top": 50, "index_backend": "scann"}  # R@1000; re-rank top 50
-    )
+        {"depth": 1000, "rerank_top": 50, "index_backend": "scann",  # R@1000; re-rank top 50
+         "index_shard_rows": 0}  # > 0: one index per this many passages, searched in turn
+    )  # fmt: skip
     c.ablation_static_distill = False  # also train with the re-ranker frozen
     c.ablation_other_variant = False  # also train with the other KL variant
     c.lock()

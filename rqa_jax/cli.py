@@ -17,7 +17,9 @@ from rqa_jax.cli_export import add_commands as add_export_commands
 from rqa_jax.cli_help import HelpFormatter, set_formatter, train_epilog
 from rqa_jax.cli_pipeline import add_commands as add_pipeline_commands
 from rqa_jax.cli_pipeline import run_pipeline_command
+from rqa_jax.cli_runs import add_convert_run
 from rqa_jax.config_flags import config_with_overrides
+from rqa_jax.data import binrun
 from rqa_jax.data.formats import ID_TEXT_FORMATS
 from rqa_jax.data.tokenize import PAIR_FORMS, TITLE_FORMS
 from rqa_jax.errors import RqaError, UserInputError
@@ -144,6 +146,9 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
                    help="ScaNN leaves searched per query (default: chosen from N)")  # fmt: skip
     p.add_argument("--reorder", type=int, default=None,
                    help="ScaNN exact re-scoring depth (default: chosen from N)")  # fmt: skip
+    p.add_argument("--shard-rows", type=int, default=0,
+                   help="split the corpus into indexes of this many rows each, searched in turn and "
+                        "merged (for embeddings that do not fit in memory at once; default: one index)")  # fmt: skip
     p.set_defaults(func=_run_index)
 
 
@@ -153,6 +158,13 @@ def _run_index(args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("num_leaves", args.num_leaves), ("num_leaves_to_search", args.num_leaves_to_search),
                                 ("reorder", args.reorder)) if v is not None}  # fmt: skip
     start = time.perf_counter()
+    if args.shard_rows:
+        from rqa_jax.index.sharded import build_sharded
+
+        meta = build_sharded(args.embeddings, args.output, args.shard_rows, args.backend, **params)
+        print(f"indexed {meta['count']} passages ({args.backend}, {len(meta['shards'])} shards) in "
+              f"{time.perf_counter() - start:.1f}s -> {args.output}")  # fmt: skip
+        return 0
     index = Index.build(args.embeddings, args.backend, **params)
     index.save(args.output)
     print(
@@ -174,12 +186,18 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", required=True, help="output dir of rqa index")
     p.add_argument("--queries", required=True, help="TSV 'qid<TAB>query'")
     p.add_argument("--top-k", type=int, default=1000, help="passages retrieved per query")
-    p.add_argument("--output", required=True, help="run file to write")
+    p.add_argument("--output", required=True, help="run file to write (a dir for --format binary)")
     p.add_argument(
         "--corpus", default=None, help="optional: check the index covers this collection"
     )
-    p.add_argument("--format", choices=["trec", "rocketqa"], default="trec",
-                   help="run format: trec 'qid Q0 pid rank score tag' | rocketqa 'qid<TAB>pid<TAB>rank<TAB>score'")  # fmt: skip
+    p.add_argument("--format", choices=["trec", "rocketqa", "binary"], default="trec",
+                   help="run format: trec 'qid Q0 pid rank score tag' | rocketqa 'qid<TAB>pid<TAB>rank<TAB>score' "
+                        "| binary: a dir of memory-mapped corpus rows + scores, written a chunk of queries at a "
+                        "time and resumed if cut off (for large top-k: rqa mine/score/denoise read it by row)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (binary)")
+    p.add_argument("--chunk-queries", type=int, default=4096,
+                   help="binary: queries encoded and searched per chunk; a chunk is what a resumed run "
+                        "redoes and what processes share out (default 4096)")  # fmt: skip
     p.add_argument("--pooling", choices=POOLINGS, default=None,
                    help="query pooling (default: the index's passages', else the model dir's)")  # fmt: skip
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
@@ -199,6 +217,8 @@ def _index_encoding(index_dir: str) -> dict:
     from rqa_jax.index.search import META
 
     meta_file = Path(index_dir) / META
+    if (Path(index_dir) / "shards.json").is_file():
+        meta_file = Path(index_dir) / "shards.json"
     if not meta_file.is_file():
         return {}  # Index.load names the problem
     meta = json.loads(meta_file.read_text())
@@ -207,7 +227,7 @@ def _index_encoding(index_dir: str) -> dict:
 
 def _run_search(args: argparse.Namespace) -> int:
     from rqa_jax.data import formats
-    from rqa_jax.index.search import Index
+    from rqa_jax.index.sharded import is_sharded, load_index
     from rqa_jax.inference import check_model_dir_kind, load_dual_encoder
     from rqa_jax.models.hf import model_fingerprint
 
@@ -232,15 +252,27 @@ def _run_search(args: argparse.Namespace) -> int:
         q_max_len=args.max_length,
         **{k: v if v is not None else encoded.get(k) for k, v in chosen.items()},
     )
-    index = Index.load(
+    index = load_index(
         args.index,
         dim=model.dim,
         model_fingerprint=model_fingerprint(args.model),
         corpus_ids=corpus_ids,
     )
     start = time.perf_counter()
+    if args.format == "binary":
+        from rqa_jax.cli_runs import search_binary
+
+        search_binary(
+            model, index, queries, args.top_k, args.output, args.chunk_queries, not args.no_progress
+        )
+        print(
+            f"searched {len(queries)} queries in {time.perf_counter() - start:.1f}s -> binary run {args.output}"
+        )
+        return 0
     q = model.encode_query([r.text for r in queries])
-    hits = index.search(q, args.top_k)
+    hits = (
+        index.search_ids(q, args.top_k) if is_sharded(args.index) else index.search(q, args.top_k)
+    )
     formats.write_run(
         args.output, {r.id: h for r, h in zip(queries, hits, strict=True)}, fmt=args.format
     )
@@ -261,7 +293,9 @@ def _add_rerank(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", required=True, help="TSV 'qid<TAB>query'")
     p.add_argument("--corpus", required=True, help="TSV 'pid<TAB>text[<TAB>title]'")
     p.add_argument("--titles", default=None, help=TITLES_HELP)
-    p.add_argument("--run", required=True, help="TREC or RocketQA run to re-rank")
+    p.add_argument(
+        "--run", required=True, help="TREC or RocketQA run to re-rank, or a binary run dir"
+    )
     p.add_argument("--top-k", type=int, default=100, help="candidates re-scored per query")
     p.add_argument("--output", required=True, help="re-ranked run to write (TREC)")
     p.add_argument("--skip-missing", action="store_true",
@@ -292,9 +326,19 @@ def _run_rerank(args: argparse.Namespace) -> int:
     check_model_dir_kind(args.model, "cross")
     # The original's literal titles: '-' and '' differ there, so the titles go verbatim.
     title_form = args.title_form or cross_encoder_settings(args.model).get("title_form", "hf")
-    run = formats.read_run(args.run)
     queries = {q.id: q.text for q in formats.iter_queries(args.queries)}
-    corpus = _corpus(args.corpus, args.titles, raw=title_form == "rocketqa_literal")
+    if binrun.is_binary_run(args.run):  # its top-k by pid; passages read from a store
+        from rqa_jax.cli_runs import checked_run, corpus_store
+        from rqa_jax.data.store import CorpusMap
+
+        store = corpus_store(args.corpus, args.titles, not args.no_progress)
+        checked_run(args.run, store)
+        run = binrun.read_run_top(args.run, args.top_k, store.pid_of_rows)
+        corpus = (_corpus(args.corpus, args.titles, raw=True) if title_form == "rocketqa_literal"
+                  else CorpusMap(store))  # fmt: skip
+    else:
+        run = formats.read_run(args.run)
+        corpus = _corpus(args.corpus, args.titles, raw=title_form == "rocketqa_literal")
     model = load_cross_encoder(args.model, max_len=args.max_length, q_max_len=args.q_max_len,
                                batch_size=args.batch_size, pair_form=args.pair_form,
                                title_form=title_form)  # fmt: skip
@@ -313,7 +357,8 @@ def _run_rerank(args: argparse.Namespace) -> int:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score a run against qrels (or NQ answers); prints JSON")
-    p.add_argument("--run", required=True, help="TREC or RocketQA run to score")
+    p.add_argument("--run", required=True,
+                   help="TREC or RocketQA run to score, or a binary run dir (read one query at a time; needs --corpus)")  # fmt: skip
     p.add_argument("--qrels", default=None, help="qrels 'qid 0 pid relevance' (TREC or TSV)")
     p.add_argument("--metrics", default="mrr@10,recall@50,recall@1000,ndcg@10",
                    help="comma-separated NAME@K with --qrels (mrr, recall, ndcg, ...)")  # fmt: skip
@@ -326,7 +371,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--queries", default=None, help="qid<TAB>question, to match --answers to run qids"
     )
     p.add_argument(
-        "--corpus", default=None, help="DPR psgs_w100.tsv (passage text is searched for answers)"
+        "--corpus",
+        default=None,
+        help="DPR psgs_w100.tsv (passage text is searched for answers); for a "
+        "binary run with --qrels, the corpus it was searched over (its rows are that file's lines)",
     )
     p.set_defaults(func=_run_evaluate)
 
@@ -338,14 +386,20 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from rqa_jax.eval import answers as nq
     from rqa_jax.eval.metrics import evaluate
 
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if binrun.is_binary_run(args.run):
+        from rqa_jax.cli_runs import evaluate as evaluate_binary
+
+        if args.answers or not args.qrels:
+            raise UserInputError(
+                f"{args.run} is a binary run: it is evaluated with --qrels (and --corpus)"
+            )
+        print(json.dumps(evaluate_binary(args, metrics), indent=2))
+        return 0
     run = formats.read_run(args.run)
     out: dict[str, float] = {}
     if args.qrels:
-        out |= evaluate(
-            formats.read_qrels(args.qrels),
-            run,
-            [m.strip() for m in args.metrics.split(",") if m.strip()],
-        )
+        out |= evaluate(formats.read_qrels(args.qrels), run, metrics)
     if args.answers:
         if not (args.corpus and args.queries):
             raise UserInputError(
@@ -370,7 +424,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert a model released by another toolkit to HF dirs",
+        help="convert a model released by another toolkit to HF dirs, or a run text <-> binary",
         description="Converts a model directory released by the original RocketQA (PaddlePaddle "
         "tensors) to HF dirs that rqa encode / rqa rerank / rqa train use as they are.",
     )
@@ -387,6 +441,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                    help="RocketQA model dir (holding config.json), or its config.json")  # fmt: skip
     r.add_argument("--output", required=True, help="output dir for the HF model dir(s)")
     r.set_defaults(func=_run_convert)
+    add_convert_run(sources)
 
 
 def _run_convert(args: argparse.Namespace) -> int:

@@ -7,12 +7,13 @@ import argparse
 import json
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rqa_jax.config_flags import config_with_overrides
 
 PIPELINES = ("v1", "v2")
+BINARY = " (text, or a binary run dir from `rqa search --format binary`: read a chunk of queries at a time)"
 
 
 def _corpus(path: str, titles: str | None, raw: bool = False) -> dict[str, tuple[str | None, str]]:
@@ -49,28 +50,43 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "mine", help="a retriever run's top-n per judged query, labelled positives removed"
     )
-    p.add_argument("--run", required=True, help="the retriever's run over the train queries")
+    p.add_argument(
+        "--run", required=True, help=f"the retriever's run over the train queries{BINARY}"
+    )
     p.add_argument("--qrels", required=True, help="train qrels: their positives are excluded")
     p.add_argument(
         "--depth", type=int, default=1000, help="candidates kept per query (default 1000)"
     )
-    p.add_argument("--output", required=True, help="run file of hard-negative candidates")
+    p.add_argument(
+        "--output",
+        required=True,
+        help="run of hard-negative candidates (binary for a binary --run)",
+    )
+    p.add_argument(
+        "--corpus", default=None, help="with a binary --run: the corpus TSV it was searched over"
+    )
     p.set_defaults(func=_run_mine)
 
     p = sub.add_parser(
         "score", help="cross-encoder scores of each query's top candidates (resumable)"
     )
     p.add_argument("--model", required=True, help="cross-encoder dir")
-    p.add_argument("--run", required=True, help="candidates to score")
+    p.add_argument("--run", required=True, help=f"candidates to score{BINARY}")
     _text_inputs(p)
     p.add_argument("--top", type=int, default=50, help="candidates scored per query (default 50)")
-    p.add_argument("--output", required=True, help="scores, as a run 'qid pid rank score'")
+    p.add_argument("--output", required=True,
+                   help="scores, as a run 'qid pid rank score' (a binary run dir for a binary --run; resumable)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64, help="pairs per model call (default 64)")
+    p.add_argument("--chunk-queries", type=int, default=256,
+                   help="binary --run: queries scored per chunk, the unit a resumed run redoes and "
+                        "processes share out (default 256)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_score)
 
     p = sub.add_parser("denoise", help="denoised hard negatives -> RocketQA dual-encoder TSV")
-    p.add_argument("--run", required=True, help="the retriever's run over the train queries")
+    p.add_argument(
+        "--run", required=True, help=f"the retriever's run over the train queries{BINARY}"
+    )
     p.add_argument("--qrels", required=True, help="train qrels")
     p.add_argument(
         "--scores", required=True, help="`rqa score` output for the run's top candidates"
@@ -97,7 +113,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_denoise)
 
     p = sub.add_parser("augment", help="pseudo-labelled unlabeled questions -> RocketQA dual TSV")
-    p.add_argument("--run", required=True, help="a retriever's run over the unlabeled questions")
+    p.add_argument(
+        "--run", required=True, help=f"a retriever's run over the unlabeled questions{BINARY}"
+    )
     p.add_argument("--scores", required=True, help="`rqa score` output for that run")
     _text_inputs(p)
     p.add_argument("--output", required=True, help="dual-encoder TSV")
@@ -116,22 +134,36 @@ def _stats_path(output: str) -> Path:
 
 
 def _run_mine(args: argparse.Namespace) -> int:
+    from rqa_jax import cli_runs
+    from rqa_jax.data import binrun
     from rqa_jax.data import formats as F
     from rqa_jax.data import lists as L
 
-    mined = L.mine(F.read_run(args.run), F.read_qrels(args.qrels), args.depth)
-    F.write_run(args.output, mined)
-    print(
-        f"mined {sum(map(len, mined.values()))} candidates for {len(mined)} queries -> {args.output}"
-    )
+    if binrun.is_binary_run(args.run):
+        return cli_runs.mine(args)
+    qrels, count, queries = F.read_qrels(args.qrels), [0], [0]
+
+    def mined() -> Iterator[str]:  # streamed: one query of the run at a time
+        for qid, ranked in F.iter_run_groups(args.run):
+            for q, docs in L.mine({qid: ranked}, qrels, args.depth).items():
+                queries[0] += 1
+                count[0] += len(docs)
+                yield from (f"{q} Q0 {p} {r} {s:.6f} rqa_jax" for r, (p, s) in enumerate(docs, 1))
+
+    F.write_lines(args.output, mined())
+    print(f"mined {count[0]} candidates for {queries[0]} queries -> {args.output}")
     return 0
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    from rqa_jax import cli_runs
+    from rqa_jax.data import binrun
     from rqa_jax.data import formats as F
     from rqa_jax.data import lists as L
     from rqa_jax.pipelines.retrieval import cross_scorer
 
+    if binrun.is_binary_run(args.run):
+        return cli_runs.score(args, cross_scorer(args.model, args.batch_size))
     run, queries, corpus = (
         F.read_run(args.run),
         _queries(args.queries),
@@ -146,8 +178,13 @@ def _run_score(args: argparse.Namespace) -> int:
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
+    from rqa_jax import cli_runs
+    from rqa_jax.data import binrun
     from rqa_jax.data import formats as F
     from rqa_jax.data import lists as L
+
+    if binrun.is_binary_run(args.run):
+        return cli_runs.denoise(args)
 
     pairs, stats, _ = L.denoise(F.read_run(args.run), F.read_qrels(args.qrels), L.read_scores(args.scores),
                                 args.per_positive, args.top, args.depth, args.tau_neg, args.seed, args.pick)  # fmt: skip
@@ -160,8 +197,13 @@ def _run_denoise(args: argparse.Namespace) -> int:
 
 
 def _run_augment(args: argparse.Namespace) -> int:
+    from rqa_jax import cli_runs
+    from rqa_jax.data import binrun
     from rqa_jax.data import formats as F
     from rqa_jax.data import lists as L
+
+    if binrun.is_binary_run(args.run):
+        return cli_runs.augment(args)
 
     pairs, stats = L.augment(F.read_run(args.run), L.read_scores(args.scores), args.negatives, args.top,
                              args.tau_pos, args.tau_neg, args.seed)  # fmt: skip

@@ -179,6 +179,23 @@ class BinaryRunWriter:
         return True
 
 
+def _check_size(f: Path, n: int, k: int, dtype: np.dtype) -> None:
+    """``f`` holds its .npy header and all n × k values (a copy cut short is named)."""
+    if not f.is_file():
+        raise BinaryRunError(f"{f}: missing")
+    with f.open("rb") as fh:
+        try:
+            np.lib.format.read_magic(fh)
+            np.lib.format.read_array_header_1_0(fh)
+        except ValueError as e:
+            raise BinaryRunError(f"{f}: not a .npy array ({e})") from None
+        expected = fh.tell() + n * k * dtype.itemsize
+    size = f.stat().st_size
+    if size < expected:
+        raise BinaryRunError(f"{f}: truncated ({size} bytes; its {n} x {k} {dtype.name} array "
+                             f"with header needs {expected})")  # fmt: skip
+
+
 class BinaryRun:
     """A complete binary run, read lazily (memory maps; nothing per row is held)."""
 
@@ -202,12 +219,7 @@ class BinaryRun:
                 "the command that writes it again to finish it"
             )
         for name, dtype in ((ROWS, np.int32), (SCORES, np.float32)):
-            expected = self.n * self.k * np.dtype(dtype).itemsize
-            f = self.path / name
-            size = f.stat().st_size if f.is_file() else 0
-            if size < expected:  # the .npy header comes first: the data must follow in full
-                raise BinaryRunError(f"{f}: truncated ({size} bytes, its {self.n} x {self.k} "
-                                     f"{np.dtype(dtype).name} array needs more than {expected})")  # fmt: skip
+            _check_size(self.path / name, self.n, self.k, np.dtype(dtype))
         try:
             self.rows = np.load(self.path / ROWS, mmap_mode="r")
             self.scores = np.load(self.path / SCORES, mmap_mode="r")

@@ -220,6 +220,9 @@ def _write_lines(path: str | Path, lines: Iterable[str]) -> None:
         raise
 
 
+write_lines = _write_lines  # for steps that stream their own lines
+
+
 def _clean(text: str) -> str:
     """Tabs and newlines inside a field would break the TSV: they become spaces."""
     return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")

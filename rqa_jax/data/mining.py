@@ -35,6 +35,7 @@ from rqa_jax.data.store import CorpusStore
 from rqa_jax.errors import MissingIdError, UserInputError
 
 PARTS = ".parts"
+CHUNK = 4096  # queries per chunk of the TSV-writing steps (a chunk's part is resumed whole)
 
 
 def owned_chunks(n: int, chunk: int, process_index: int = 0, process_count: int = 1) -> list[int]:
@@ -58,6 +59,31 @@ def positive_rows(qrels: Qrels, qid: str, corpus: CorpusStore) -> list[int]:
     """The corpus rows of ``qid``'s labelled positives, in qrels order."""
     pids = [p for p, rel in qrels.get(qid, {}).items() if rel > 0]
     return [int(r) for r in corpus.rows_of(pids)] if pids else []
+
+
+# ----------------------------------------------------------------------------- mine
+
+
+def mine_run(run: BinaryRun, qrels: Qrels, corpus: CorpusStore, out: str | Path, depth: int = 1000,
+             chunk_queries: int = CHUNK) -> int:  # fmt: skip
+    """:func:`rqa_jax.data.lists.mine` on a binary run: each judged query's top ``depth``,
+    labelled positives removed, as a binary run at ``out`` (resumable). Returns its queries."""
+    if depth < 1:
+        raise UserInputError(f"depth must be at least 1, got {depth}")
+    judged = judged_rows(run, qrels)
+    writer = BinaryRunWriter(out, [run.qids[i] for i in judged], min(depth, run.k), chunk_queries,
+                             run.meta.get("corpus_size"), run.meta.get("corpus_fingerprint"))  # fmt: skip
+    for c in writer.pending():
+        span = writer.chunk_rows(c)
+        rows = np.full((len(span), writer.k), PAD, np.int32)
+        scores = np.full((len(span), writer.k), np.nan, np.float32)
+        for j, i in enumerate(judged[span.start : span.stop]):
+            r, s = run.row(int(i), writer.k)
+            keep = ~np.isin(r, positive_rows(qrels, run.qids[int(i)], corpus))
+            rows[j, : keep.sum()], scores[j, : keep.sum()] = r[keep], s[keep]
+        writer.write_chunk(c, rows, scores)
+    writer.finish()
+    return len(judged)
 
 
 # ----------------------------------------------------------------------------- score
@@ -230,7 +256,7 @@ def denoise_run(
     seed: int = 0,
     pick: str = "random",
     planted: Planted | None = None,
-    chunk_queries: int = 4096,
+    chunk_queries: int = CHUNK,
     process_index: int = 0,
     process_count: int = 1,
     progress: bool = True,
@@ -294,7 +320,7 @@ def augment_run(
     tau_neg: float = 0.1,
     seed: int = 0,
     truth: Qrels | None = None,
-    chunk_queries: int = 4096,
+    chunk_queries: int = CHUNK,
     process_index: int = 0,
     process_count: int = 1,
     progress: bool = True,
@@ -338,7 +364,7 @@ def lists_run(
     tau_pos: float = 0.9,
     seed: int = 0,
     selected: np.ndarray | None = None,
-    chunk_queries: int = 4096,
+    chunk_queries: int = CHUNK,
     process_index: int = 0,
     process_count: int = 1,
     progress: bool = True,

@@ -7,6 +7,8 @@ relevant.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rqa_jax.data.formats import Qrels, Run
 from rqa_jax.errors import UserInputError
 
@@ -79,4 +81,23 @@ def evaluate(qrels: Qrels, run: Run, metrics: list[str]) -> dict[str, float]:
                 f"unknown metric {name!r}; use {', '.join(m + '@K' for m in METRICS)}"
             )
         out[name] = METRICS[base](qrels, run, int(k))
+    return out
+
+
+def evaluate_stream(
+    qrels: Qrels, run: Iterable[tuple[str, list[tuple[str, float]]]], metrics: list[str]
+) -> dict[str, float]:
+    """:func:`evaluate` over a run given one query at a time ((qid, ranked) pairs, e.g. a
+    binary run read by row): only per-query values are kept, and they are summed in qrels
+    order, so the figures equal :func:`evaluate`'s on the same run to the last bit."""
+    per_query = {qid: evaluate({qid: qrels[qid]}, {qid: ranked}, metrics)
+                 for qid, ranked in run if qid in qrels}  # fmt: skip
+    evaluate({}, {}, metrics)  # unknown metric names fail even on an empty run
+    zero = dict.fromkeys(metrics, 0.0)
+    out = {}
+    for name in metrics:
+        total = 0.0
+        for qid in qrels:
+            total += per_query.get(qid, zero)[name]
+        out[name] = total / len(qrels) if qrels else 0.0
     return out

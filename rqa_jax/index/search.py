@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class IndexMismatchError(UserInputError):
     """An index was built for another model, dimension or corpus than the caller's."""
 
 
-def corpus_fingerprint(ids: Sequence[str]) -> str:
+def corpus_fingerprint(ids: Iterable[str]) -> str:
     """sha256 of the ordered corpus ids: same ids in the same order, same fingerprint."""
     h = hashlib.sha256()
     for pid in ids:

@@ -4,8 +4,10 @@ expensive (corpus encoding continues from its progress file)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +16,7 @@ from rqa_jax.data.binrun import BinaryRun, BinaryRunWriter
 from rqa_jax.data.formats import Qrels, Run
 from rqa_jax.data.store import CorpusMap, CorpusStore
 from rqa_jax.errors import UserInputError
-from rqa_jax.eval.metrics import evaluate
+from rqa_jax.eval.metrics import evaluate, evaluate_stream
 from rqa_jax.parallel import on_process_0
 
 METRICS = ["mrr@10", "recall@50", "recall@1000"]
@@ -38,16 +40,59 @@ def processes() -> tuple[int, int]:
     return jax.process_index(), jax.process_count()
 
 
-def open_binary_run(
-    path: Path, qids: Sequence[str], k: int, chunk: int, corpus: CorpusStore
-) -> BinaryRunWriter:
-    """A binary run writer over ``corpus``, laid out by process 0 and opened by the rest."""
+def open_binary_run(path: str | Path, qids: Sequence[str], k: int, chunk: int, corpus_size: int,
+                    corpus_fingerprint: str | None) -> BinaryRunWriter:  # fmt: skip
+    """A binary run writer over a corpus, laid out by process 0 and opened by the rest."""
+    on_process_0(lambda: BinaryRunWriter(path, qids, k, chunk, corpus_size, corpus_fingerprint),
+                 f"{path} laid out")  # fmt: skip
+    return BinaryRunWriter(path, qids, k, chunk, corpus_size, corpus_fingerprint, create=False)
 
-    def lay_out() -> None:
-        BinaryRunWriter(path, qids, k, chunk, len(corpus), corpus.fingerprint())
 
-    on_process_0(lay_out, f"{path} laid out")
-    return BinaryRunWriter(path, qids, k, chunk, len(corpus), corpus.fingerprint(), create=False)
+def search_into(model: Any, index: Any, queries: Sequence[tuple[str, str]], k: int, out: str | Path,
+                chunk_queries: int = 4096, progress: bool = True) -> BinaryRun:  # fmt: skip
+    """The top ``k`` of each (qid, text) query, in order, into the binary run ``out``: a
+    chunk of queries encoded and searched at a time, chunks split over the processes,
+    resumed after a kill (finished chunks are kept)."""
+    from tqdm import tqdm
+
+    if not queries:
+        raise UserInputError(f"{out}: no queries to search")
+    count = int(index.meta["count"])
+    writer = open_binary_run(out, [q for q, _ in queries], min(k, count), chunk_queries, count,
+                             index.meta.get("corpus_fingerprint"))  # fmt: skip
+    todo = writer.pending(*processes())
+    for c in tqdm(todo, unit="chunk", desc=f"search {Path(out).name}", disable=not progress):
+        vectors = model.encode_query([queries[i][1] for i in writer.chunk_rows(c)])
+        scores, rows = index.backend_index.search(np.asarray(vectors, np.float32), writer.k)
+        writer.write_chunk(c, rows, scores)
+    return finish_binary_run(writer)
+
+
+def score_into(scorer: Any, run: BinaryRun, queries: Mapping[str, str], corpus: CorpusStore, out: str | Path,
+               top: int, selected: np.ndarray | None = None, progress: bool = True,
+               chunk_queries: int = 256) -> BinaryRun:  # fmt: skip
+    """The re-ranker's scores of each selected query's top candidates, as a binary run:
+    computed resumably, chunks split over the processes."""
+    from rqa_jax.data import mining as M
+
+    on_process_0(lambda: M.scores_writer(run, out, top, selected, chunk_queries), f"{out} laid out")
+    writer = M.scores_writer(run, out, top, selected, chunk_queries, create=False)
+    M.score_run(scorer, run, writer, queries, corpus, selected, *processes(), progress=progress)
+    return finish_binary_run(writer)
+
+
+def chunked(out: Path, n: int, chunk: int, step: Callable[[int, int], Any]) -> dict[str, Any]:
+    """``step(process_index, process_count)`` on every process (each writes its chunks'
+    parts of ``out``, :mod:`rqa_jax.data.mining`), then process 0 merges the parts into
+    ``out``; every process returns the summed counts (also in ``out.counts.json``)."""
+    from rqa_jax.data import mining as M
+
+    step(*processes())
+    barrier(f"{out.name} chunks")
+    counts = Path(f"{out}.counts.json")
+    on_process_0(lambda: counts.write_text(json.dumps(M.merge_parts(out, n, chunk), indent=2) + "\n"),
+                 f"{out.name} merged")  # fmt: skip
+    return json.loads(counts.read_text())
 
 
 def barrier(what: str) -> None:
@@ -73,7 +118,7 @@ class Retriever:
     """A dual-encoder export with its corpus embeddings and index."""
 
     def __init__(self, model_dir: str | Path, corpus: CorpusStore, workdir: Path, backend: str = "scann",
-                 batch_size: int = 128, progress: bool = True) -> None:  # fmt: skip
+                 batch_size: int = 128, progress: bool = True, shard_rows: int = 0) -> None:  # fmt: skip
         from rqa_jax.index.encode import encode_file
         from rqa_jax.index.search import Index
         from rqa_jax.inference import load_dual_encoder
@@ -89,30 +134,28 @@ class Retriever:
                         model_fingerprint=model_fingerprint(model_dir))  # fmt: skip
 
         on_process_0(encode, f"{emb_dir} encoded")
-        self.index = Index.build(emb_dir, backend)
+        if shard_rows:  # built once, saved; one shard in memory at a time while searching
+            from rqa_jax.index.sharded import ShardedIndex, build_sharded
+
+            index_dir = workdir / "index"
+            on_process_0(
+                lambda: build_sharded(emb_dir, index_dir, shard_rows, backend, progress),
+                f"{index_dir} built",
+            )
+            self.index = ShardedIndex(index_dir, in_memory=False)
+        else:
+            self.index = Index.build(emb_dir, backend)
         if self.index.meta["corpus_fingerprint"] != corpus.fingerprint():
             raise RuntimeError(f"{emb_dir}: encoded another corpus than {corpus.dir}")
 
     def search(
         self, queries: Mapping[str, str], k: int, out: Path, chunk_queries: int = 4096
     ) -> BinaryRun:
-        """The top ``k`` of every query (in ``queries`` order) into the binary run ``out``:
-        a chunk of queries encoded and searched at a time, chunks split over the processes,
-        resumed after a kill (finished chunks are kept)."""
-        from tqdm import tqdm
-
-        qids = list(queries)
-        if not qids:
-            raise UserInputError(f"{out}: no queries to search")
-        k = min(k, len(self.corpus))
-        writer = open_binary_run(out, qids, k, chunk_queries, self.corpus)
-        todo = writer.pending(*processes())
-        for c in tqdm(todo, unit="chunk", desc=f"search {out.name}", disable=not self.progress):
-            span = writer.chunk_rows(c)
-            vectors = self.model.encode_query([queries[qids[i]] for i in span])
-            scores, rows = self.index.backend_index.search(np.asarray(vectors, np.float32), k)
-            writer.write_chunk(c, rows, scores)
-        return finish_binary_run(writer)
+        """The top ``k`` of every query (in ``queries`` order) into the binary run ``out``
+        (:func:`search_into`: chunked, split over processes, resumable)."""
+        return search_into(
+            self.model, self.index, list(queries.items()), k, out, chunk_queries, self.progress
+        )
 
 
 def iter_pids(
@@ -132,21 +175,11 @@ def retrieval_metrics(
     qrels: Qrels, run: Run | BinaryRun, corpus: CorpusStore | None = None
 ) -> dict[str, float]:
     """RocketQA's table: MRR@10, R@50, R@1000 (hit rates, MS MARCO conventions). A binary
-    run is read one query at a time; the sums run in qrels order either way, so both forms
-    of one run give the same figures to the last bit."""
+    run is read one query at a time, with the same figures as its text form."""
     if not isinstance(run, BinaryRun):
         return evaluate(qrels, run, METRICS)
     assert corpus is not None, "a binary run's metrics need its corpus"
-    per_query = {qid: evaluate({qid: qrels[qid]}, one, METRICS)
-                 for qid, one in iter_pids(run, corpus) if qid in qrels}  # fmt: skip
-    zero = dict.fromkeys(METRICS, 0.0)
-    out = {}
-    for name in METRICS:
-        total = 0.0
-        for qid in qrels:
-            total += per_query.get(qid, zero)[name]
-        out[name] = total / len(qrels) if qrels else 0.0
-    return out
+    return evaluate_stream(qrels, ((q, r[q]) for q, r in iter_pids(run, corpus)), METRICS)
 
 
 def rerank_run(model_dir: str | Path, run: Run | BinaryRun, queries: Mapping[str, str], corpus: CorpusStore,

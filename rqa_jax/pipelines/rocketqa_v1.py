@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ from rqa_jax.parallel import on_process_0
 from rqa_jax.pipelines import retrieval as R
 from rqa_jax.pipelines.stages import Pipeline
 
-CHUNK = 4096  # queries per chunk of the data steps (a chunk's parts are resumed whole)
 STAGES = ("data", "de0", "ce", "denoise", "de1", "de1_undenoised", "augment", "de2")
 
 
@@ -129,25 +128,9 @@ def _train(base: ml_collections.ConfigDict, workdir: Path, **overrides: Any) -> 
 
 def _score(ce_export: str, run: BinaryRun, queries: dict[str, str], corpus: store.CorpusStore, out: Path,
            top: int, progress: bool, selected: np.ndarray | None = None) -> BinaryRun:  # fmt: skip
-    """The re-ranker's scores of each selected query's top candidates, as a binary run:
-    computed resumably, chunks split over the processes."""
-    on_process_0(lambda: M.scores_writer(run, out, top, selected), f"{out} laid out")
-    writer = M.scores_writer(run, out, top, selected, create=False)
-    M.score_run(R.cross_scorer(ce_export), run, writer, queries, corpus, selected, *R.processes(),
-                progress=progress)  # fmt: skip
-    return R.finish_binary_run(writer)
-
-
-def chunked(out: Path, n: int, chunk: int, step: Callable[[int, int], Any]) -> dict[str, Any]:
-    """``step(process_index, process_count)`` on every process (each writes its chunks'
-    parts of ``out``), then process 0 merges the parts; returns the summed counts."""
-    step(*R.processes())
-    R.barrier(f"{out.name} chunks")
-    on_process_0(
-        lambda: L.write_stats(f"{out}.counts.json", M.merge_parts(out, n, chunk)),
-        f"{out.name} merged",
+    return R.score_into(
+        R.cross_scorer(ce_export), run, queries, corpus, out, top, selected, progress
     )
-    return json.loads(Path(f"{out}.counts.json").read_text())
 
 
 def _write_run(path: Path, run: BinaryRun, corpus: store.CorpusStore) -> None:
@@ -200,7 +183,14 @@ def run_pipeline(
     ev = config.eval
 
     def evaluate_retriever(d: Path, export: Path, train_run: bool) -> dict[str, Any]:
-        retriever = R.Retriever(export, ds.corpus, d, ev.index_backend, progress=progress)
+        retriever = R.Retriever(
+            export,
+            ds.corpus,
+            d,
+            ev.index_backend,
+            progress=progress,
+            shard_rows=ev.index_shard_rows,
+        )
         dev_run = retriever.search(ds.queries["dev"], ev.depth, d / "dev.bin")
         _write_run(d / "dev.run", dev_run, ds.corpus)
         if train_run:  # the pool RocketQA mines from: binary, read by row
@@ -243,10 +233,10 @@ def run_pipeline(
         planted = M.Planted(ds.planted) if ds.planted else None
 
         def denoise(out: Path, with_scores: BinaryRun | None) -> dict[str, Any]:
-            return chunked(out, len(judged), CHUNK, lambda pi, pc: M.denoise_run(
+            return R.chunked(out, len(judged), M.CHUNK, lambda pi, pc: M.denoise_run(
                 run, qrels, with_scores, queries, ds.corpus, out, dn.per_positive, dn.top,
                 config.mine.depth, dn.tau_neg, dn.seed, dn.pick, planted if with_scores else None,
-                CHUNK, pi, pc, progress))  # fmt: skip
+                M.CHUNK, pi, pc, progress))  # fmt: skip
 
         counts = denoise(d / "train.tsv", scores)
         denoise(d / "train.undenoised.tsv", None)
@@ -280,7 +270,12 @@ def run_pipeline(
                              "sample's queries.unlabeled.tsv)")  # fmt: skip
         # de1's stage dir holds its corpus embeddings: reused, not encoded again
         retriever = R.Retriever(
-            de1["export"], ds.corpus, work / "de1", ev.index_backend, progress=progress
+            de1["export"],
+            ds.corpus,
+            work / "de1",
+            ev.index_backend,
+            progress=progress,
+            shard_rows=ev.index_shard_rows,
         )
         run = retriever.search(ds.unlabeled, au.top, d / "unlabeled.bin")
         scores = _score(
@@ -288,9 +283,9 @@ def run_pipeline(
         )
         hidden = ds.root / "qrels.unlabeled.hidden.tsv"
         truth = F.read_qrels(hidden) if hidden.is_file() else None
-        counts = chunked(d / "augmented.tsv", len(run), CHUNK, lambda pi, pc: M.augment_run(
+        counts = R.chunked(d / "augmented.tsv", len(run), M.CHUNK, lambda pi, pc: M.augment_run(
             run, scores, ds.unlabeled, ds.corpus, d / "augmented.tsv", au.negatives, au.top,
-            au.tau_pos, au.tau_neg, au.seed, truth, CHUNK, pi, pc, progress))  # fmt: skip
+            au.tau_pos, au.tau_neg, au.seed, truth, M.CHUNK, pi, pc, progress))  # fmt: skip
         fields = [f.name for f in dataclasses.fields(L.AugmentStats)]
         out: dict[str, Any] = {"stats": {k: counts[k] for k in fields}}
         if truth is not None:  # the sample knows the answers: how right are the pseudo labels?

@@ -98,7 +98,14 @@ def run_pipeline(
     init_dir = work / "init_retriever"
 
     def retrieve(export: str | Path, d: Path, embeddings: Path | None = None) -> R.Retriever:
-        return R.Retriever(export, ds.corpus, embeddings or d, ev.index_backend, progress=progress)
+        return R.Retriever(
+            export,
+            ds.corpus,
+            embeddings or d,
+            ev.index_backend,
+            progress=progress,
+            shard_rows=ev.index_shard_rows,
+        )
 
     def init_retriever_stage(d: Path) -> dict[str, Any]:
         retriever = retrieve(de_init, d, reuse)
@@ -137,9 +144,9 @@ def run_pipeline(
 
         def lists(path: Path, run: BinaryRun, qrels: F.Qrels, scores: BinaryRun | None, queries: dict[str, str],
                   selected: np.ndarray) -> dict[str, Any]:  # fmt: skip
-            counts = V1.chunked(path, len(selected), V1.CHUNK, lambda pi, pc: M.lists_run(
+            counts = R.chunked(path, len(selected), M.CHUNK, lambda pi, pc: M.lists_run(
                 run, qrels, scores, queries, ds.corpus, path, m, lc.top, lc.depth, lc.tau_neg,
-                lc.tau_pos, lc.seed, selected, V1.CHUNK, pi, pc, progress))  # fmt: skip
+                lc.tau_pos, lc.seed, selected, M.CHUNK, pi, pc, progress))  # fmt: skip
             files.append(path)
             return {f.name: counts[f.name] for f in dataclasses.fields(L.ListStats)}
 
