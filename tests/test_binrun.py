@@ -43,7 +43,7 @@ def _text_run(pids, n_queries=37, k=20, seed=0):
 
 
 def test_text_run_to_binary_and_back_is_the_same_run(tmp_path):
-    path, pids, store = _corpus(tmp_path)
+    _path, pids, store = _corpus(tmp_path)
     run = _text_run(pids)
     F.write_run(tmp_path / "r.trec", run)
     n = binrun.text_to_binary(tmp_path / "r.trec", tmp_path / "r.bin", store.rows_of, len(store),
@@ -52,7 +52,7 @@ def test_text_run_to_binary_and_back_is_the_same_run(tmp_path):
     b = BinaryRun(tmp_path / "r.bin")
     assert b.qids == list(run) and b.k == 20
     run = F.read_run(tmp_path / "r.trec")  # the text holds 6 decimals: those are the scores
-    for i, (qid, ranked) in enumerate(run.items()):
+    for i, (_qid, ranked) in enumerate(run.items()):
         rows, scores = b.row(i)
         assert store.pid_of_rows(rows) == [p for p, _ in ranked]  # ids and order
         np.testing.assert_array_equal(scores, np.float32([s for _, s in ranked]))
@@ -62,6 +62,7 @@ def test_text_run_to_binary_and_back_is_the_same_run(tmp_path):
     assert (tmp_path / "back.trec").read_text() == (tmp_path / "r.trec").read_text()
     binrun.binary_to_text(tmp_path / "r.bin", tmp_path / "back.tsv", store.pid_of_rows, "rocketqa")
     assert F.read_run(tmp_path / "back.tsv") == F.read_run(tmp_path / "r.trec")
+
     # streamed readers of either form give the same groups (scores as float32)
     def f32(groups):
         return [(q, [(p, np.float32(s)) for p, s in r]) for q, r in groups]
@@ -101,10 +102,12 @@ def test_writer_resumes_only_unwritten_chunks_and_any_process_split_covers_all(t
 
 
 def test_bad_binary_runs_are_refused_naming_the_file_and_id(tmp_path):
-    path, pids, store = _corpus(tmp_path, 50)
+    _path, pids, store = _corpus(tmp_path, 50)
     run = _text_run(pids, 6, 5)
     F.write_run(tmp_path / "r.trec", run)
-    binrun.text_to_binary(tmp_path / "r.trec", tmp_path / "r.bin", store.rows_of, len(store), store.fingerprint())
+    binrun.text_to_binary(
+        tmp_path / "r.trec", tmp_path / "r.bin", store.rows_of, len(store), store.fingerprint()
+    )
     # a row number outside the corpus
     b = np.load(tmp_path / "r.bin" / binrun.ROWS, mmap_mode="r+")
     b[2, 1] = 50
@@ -125,7 +128,9 @@ def test_bad_binary_runs_are_refused_naming_the_file_and_id(tmp_path):
     # a text run naming a passage that is not in the corpus
     F.write_run(tmp_path / "bad.trec", {"q0": [(pids[1], 2.0), ("nope", 1.0)]})
     with pytest.raises(MissingIdError, match=r"bad\.trec: query 'q0': passage id 'nope'"):
-        binrun.text_to_binary(tmp_path / "bad.trec", tmp_path / "bad.bin", store.rows_of, len(store))
+        binrun.text_to_binary(
+            tmp_path / "bad.trec", tmp_path / "bad.bin", store.rows_of, len(store)
+        )
     with pytest.raises(BinaryRunError, match="not a binary run"):
         BinaryRun(tmp_path)
 
@@ -143,7 +148,7 @@ def test_streamed_metrics_equal_whole_run_metrics_to_the_last_bit():
 
 def test_cli_convert_and_evaluate_a_binary_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RQA_CACHE_DIR", str(tmp_path / "cache"))
-    path, pids, store = _corpus(tmp_path)
+    path, pids, _store = _corpus(tmp_path)
     run = _text_run(pids)
     F.write_run(tmp_path / "r.trec", run)
     qrels = {q: {r[3][0]: 1} for q, r in list(run.items())[::2] if len(r) > 3}
@@ -158,7 +163,12 @@ def test_cli_convert_and_evaluate_a_binary_run(tmp_path, monkeypatch, capsys):
         assert rqa(["evaluate", "--run", str(tmp_path / run_path), "--qrels", str(tmp_path / "qrels.tsv"),
                     "--corpus", str(path), "--metrics", "mrr@10,recall@5"]) == 0  # fmt: skip
     first, second = capsys.readouterr().out.split("}\n", 1)
-    assert json.loads(first + "}") == json.loads(second) and json.loads(second)["mrr@10"] == pytest.approx(0.25)
+    assert json.loads(first + "}") == json.loads(second) and json.loads(second)[
+        "mrr@10"
+    ] == pytest.approx(0.25)
     # without --corpus a binary run cannot be read: one clear line, exit 1
-    assert rqa(["evaluate", "--run", str(tmp_path / "r.bin"), "--qrels", str(tmp_path / "qrels.tsv")]) == 1
+    assert (
+        rqa(["evaluate", "--run", str(tmp_path / "r.bin"), "--qrels", str(tmp_path / "qrels.tsv")])
+        == 1
+    )
     assert "--corpus" in capsys.readouterr().err

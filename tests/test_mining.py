@@ -24,7 +24,10 @@ from rqa_jax.errors import MissingIdError
 def scorer(queries, paras, titles):
     """A deterministic stand-in re-ranker over the texts: spread over [0, 1), with scores
     above τ_pos and below τ_neg, so every branch of the steps is taken."""
-    return [zlib.crc32(f"{q}|{t}|{p}".encode()) % 1000 / 1000 for q, p, t in zip(queries, paras, titles, strict=True)]
+    return [
+        zlib.crc32(f"{q}|{t}|{p}".encode()) % 1000 / 1000
+        for q, p, t in zip(queries, paras, titles, strict=True)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +35,16 @@ def data(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mining")
     rng = random.Random(7)
     pids = [f"d{(i * 7919) % 10007}" for i in range(500)]
-    passages = [(p, f"title {i % 13}" if i % 3 else None, f"passage {p} words {i}") for i, p in enumerate(pids)]
-    F.write_id_text(tmp / "corpus.tsv", [F.TextRecord(p, x, t) for p, t, x in passages], with_title=True)
-    store = CorpusStore(ensure_corpus(tmp / "cache", [tmp / "corpus.tsv"], lambda: iter(passages), progress=False))
+    passages = [
+        (p, f"title {i % 13}" if i % 3 else None, f"passage {p} words {i}")
+        for i, p in enumerate(pids)
+    ]
+    F.write_id_text(
+        tmp / "corpus.tsv", [F.TextRecord(p, x, t) for p, t, x in passages], with_title=True
+    )
+    store = CorpusStore(
+        ensure_corpus(tmp / "cache", [tmp / "corpus.tsv"], lambda: iter(passages), progress=False)
+    )
     queries = {f"q{i}": f"question {i}" for i in range(90)}
     qrels = {}
     run = {}
@@ -48,7 +58,15 @@ def data(tmp_path_factory):
     binrun.text_to_binary(tmp / "train.trec", tmp / "train.bin", store.rows_of, len(store), store.fingerprint(),
                           chunk_queries=16)  # fmt: skip
     corpus = {p: (t, x) for p, t, x in passages}
-    return tmp, store, corpus, queries, qrels, F.read_run(tmp / "train.trec"), BinaryRun(tmp / "train.bin")
+    return (
+        tmp,
+        store,
+        corpus,
+        queries,
+        qrels,
+        F.read_run(tmp / "train.trec"),
+        BinaryRun(tmp / "train.bin"),
+    )
 
 
 def _scores(tmp, name, run, queries, store, top, selected=None, processes=1):
@@ -91,7 +109,9 @@ def test_mine_denoise_augment_and_lists_write_what_the_id_based_steps_write(data
     mined = L.mine(run, qrels, 30)
     got = dict(binrun.iter_run(tmp / "mined.bin", store.pid_of_rows))
     assert list(got) == list(mined)
-    assert {q: [p for p, _ in r] for q, r in got.items()} == {q: [p for p, _ in r] for q, r in mined.items()}
+    assert {q: [p for p, _ in r] for q, r in got.items()} == {
+        q: [p for p, _ in r] for q, r in mined.items()
+    }
 
     # denoise (random and rank picks), with the planted-false-negative counts
     planted = {q: dict.fromkeys([r[3][0], r[40][0]], 1) for q, r in list(judged_run.items())[::4]}
@@ -104,7 +124,9 @@ def test_mine_denoise_augment_and_lists_write_what_the_id_based_steps_write(data
             c, p, n, False))  # fmt: skip
         assert out.read_text() == (tmp / f"want.{pick}.tsv").read_text()
         assert {k: counts[k] for k in stats.as_dict()} == stats.as_dict()
-        assert M.Planted.quality(counts) == L.false_negative_quality(dropped, planted, judged_run, 20)
+        assert M.Planted.quality(counts) == L.false_negative_quality(
+            dropped, planted, judged_run, 20
+        )
     assert stats.dropped_as_false_negatives > 0 and stats.topped_up_queries > 0
 
     # the undenoised ablation
@@ -143,7 +165,7 @@ def test_mine_denoise_augment_and_lists_write_what_the_id_based_steps_write(data
 
 
 def test_a_step_stopped_mid_way_resumes_to_the_same_output(data):
-    tmp, store, corpus, queries, qrels, run, b = data
+    tmp, store, _corpus, queries, qrels, _run, b = data
     full = _scores(tmp, "full.bin", b, queries, store, 10)
     calls = []
 
@@ -169,7 +191,9 @@ def test_a_step_stopped_mid_way_resumes_to_the_same_output(data):
     out = tmp / "resume.tsv"
 
     def step(p, n, c):
-        M.denoise_run(b, qrels, None, queries, store, out, 2, 20, 50, 0.3, 5, "random", None, c, p, n, False)
+        M.denoise_run(
+            b, qrels, None, queries, store, out, 2, 20, 50, 0.3, 5, "random", None, c, p, n, False
+        )
 
     _split(out, len(sel), step, processes=1)
     want = out.read_text()
@@ -183,7 +207,9 @@ def test_a_step_stopped_mid_way_resumes_to_the_same_output(data):
 
 
 def test_run_queries_without_text_are_named(data):
-    tmp, store, corpus, queries, qrels, run, b = data
+    tmp, store, _corpus, queries, _qrels, _run, b = data
     w = M.scores_writer(b, tmp / "x.bin", 5)
     with pytest.raises(MissingIdError, match=r"train\.bin: query 'q0' is not in the queries"):
-        M.score_run(scorer, b, w, {q: t for q, t in queries.items() if q != "q0"}, store, progress=False)
+        M.score_run(
+            scorer, b, w, {q: t for q, t in queries.items() if q != "q0"}, store, progress=False
+        )

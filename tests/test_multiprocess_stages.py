@@ -41,12 +41,27 @@ def setup(tmp_path_factory, minilm_dir):
     dual = hf.export_bert(tmp / "dual", cfg, hf.init_params(BertModel(cfg)), tok, "cls", False, 32)
     net = CrossEncoderNet(cfg, "v1")
     ids = np.zeros((1, 8), np.int32)
-    params = jax.jit(lambda r: net.init(r, {"input_ids": ids, "attention_mask": ids + 1}))(jax.random.PRNGKey(1))
+    params = jax.jit(lambda r: net.init(r, {"input_ids": ids, "attention_mask": ids + 1}))(
+        jax.random.PRNGKey(1)
+    )
     ce = hf.export_cross_encoder(tmp / "ce", cfg, "v1", params["params"], tok, 64)
     corpus = paths["collection"]
     assert rqa(["encode", "--model", str(dual), "--kind", "passage", "--input", str(corpus),
                 "--output", str(tmp / "emb"), "--no-progress"]) == 0  # fmt: skip
-    assert rqa(["index", "--embeddings", str(tmp / "emb"), "--output", str(tmp / "idx"), "--backend", "exact"]) == 0
+    assert (
+        rqa(
+            [
+                "index",
+                "--embeddings",
+                str(tmp / "emb"),
+                "--output",
+                str(tmp / "idx"),
+                "--backend",
+                "exact",
+            ]
+        )
+        == 0
+    )
     return tmp, paths, dual, ce
 
 
@@ -79,7 +94,9 @@ def test_two_processes_write_what_one_process_writes(setup):
         np.testing.assert_array_equal(a.rows, b.rows)
         np.testing.assert_array_equal(a.scores, b.scores)
     # the scores run holds the search's top 20, re-scored
-    np.testing.assert_array_equal(BinaryRun(one / "ce.bin").rows, BinaryRun(one / "train.bin").rows[:, :20])
+    np.testing.assert_array_equal(
+        BinaryRun(one / "ce.bin").rows, BinaryRun(one / "train.bin").rows[:, :20]
+    )
     # denoising split over 2 processes: the same TSV as 1 process (the judged queries are
     # those of the mined run)
     mined = BinaryRun(one / "mined.bin")
@@ -105,7 +122,9 @@ def test_a_killed_score_run_resumes_to_the_same_scores(setup):
     args = ["score", "--model", str(ce), "--run", str(out / "train.bin"), "--queries", str(paths["queries.train"]),
             "--corpus", str(paths["collection"]), "--top", "50", "--chunk-queries", "4", "--no-progress"]  # fmt: skip
     _rqa([*args, "--output", str(out / "whole.bin")], 1, out / "logs-whole", cache)
-    procs = _launch([*args, "--output", str(out / "cut.bin")], 1, out / "logs-cut", RQA_CACHE_DIR=str(cache))
+    procs = _launch(
+        [*args, "--output", str(out / "cut.bin")], 1, out / "logs-cut", RQA_CACHE_DIR=str(cache)
+    )
     marks = out / "cut.bin" / "chunks.u8"
     deadline = time.time() + 300
     while time.time() < deadline and not (marks.is_file() and sum(marks.read_bytes()) >= 2):
@@ -115,4 +134,6 @@ def test_a_killed_score_run_resumes_to_the_same_scores(setup):
     done_before = sum(marks.read_bytes())
     assert 2 <= done_before < 30, "the kill should land mid-way"
     _rqa([*args, "--output", str(out / "cut.bin")], 1, out / "logs-again", cache)
-    np.testing.assert_array_equal(BinaryRun(out / "cut.bin").scores, BinaryRun(out / "whole.bin").scores)
+    np.testing.assert_array_equal(
+        BinaryRun(out / "cut.bin").scores, BinaryRun(out / "whole.bin").scores
+    )

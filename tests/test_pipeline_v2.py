@@ -75,14 +75,24 @@ def test_pipeline_retrieval_encodes_passages_with_their_titles(tmp_path, minilm_
     """What the pipelines search is the corpus as training saw it: titles included."""
     import numpy as np
 
+    from rqa_jax.data.store import CorpusStore, ensure_corpus
     from rqa_jax.inference import load_dual_encoder
-    from rqa_jax.pipelines.retrieval import Retriever
+    from rqa_jax.pipelines.retrieval import Retriever, top_of
 
     corpus = {"p1": ("Mercury", "the smallest planet"), "p2": (None, "a river in spain"),
               "p3": ("Jazz", "music from new orleans")}  # fmt: skip
-    hits = Retriever(minilm_dir, corpus, tmp_path / "stage", "exact", progress=False).search(
-        {"q": "which planet is smallest"}, 3
-    )["q"]
+    source = [(pid, title, text) for pid, (title, text) in corpus.items()]
+    (tmp_path / "c.tsv").write_text("for the store's key\n")
+    store = CorpusStore(
+        ensure_corpus(
+            tmp_path / "cache", [tmp_path / "c.tsv"], lambda: iter(source), progress=False
+        )
+    )
+    (tmp_path / "stage").mkdir()
+    run = Retriever(minilm_dir, store, tmp_path / "stage", "exact", progress=False).search(
+        {"q": "which planet is smallest"}, 3, tmp_path / "stage" / "q.bin"
+    )
+    hits = top_of(run, store, 3)["q"]
     model = load_dual_encoder(minilm_dir)
     q = model.encode_query(["which planet is smallest"])[0]
     p = model.encode_para([t for _, t in corpus.values()], [title for title, _ in corpus.values()])

@@ -66,7 +66,10 @@ def build_sharded(embeddings_dir: str | Path, out_dir: str | Path, shard_rows: i
             name = f"shard-{len(shards):05d}"
             done = out / name / S.META
             fingerprint = S.corpus_fingerprint(ids)
-            if not done.is_file() or json.loads(done.read_text()).get("corpus_fingerprint") != fingerprint:
+            if (
+                not done.is_file()
+                or json.loads(done.read_text()).get("corpus_fingerprint") != fingerprint
+            ):
                 meta = {"backend": backend, "count": rows, "dim": int(emb.shape[1]),
                         "corpus_fingerprint": fingerprint,
                         **{k: enc_meta.get(k) for k in ("model", "model_fingerprint", "pooling", "normalize",
