@@ -460,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rqa",
         description="RocketQA in JAX: train, encode, search, re-rank, evaluate.",
         epilog="`rqa COMMAND --help` describes a command. Errors in your input print one line "
-        "and exit 1 (--debug adds the traceback); a bug prints its traceback and exits 70.",
+        "and exit 1 (--debug adds the traceback); a bug prints its traceback and exits 70; in a "
+        "multi-process run, a process that died or stopped answering makes the others exit 75.",
     )
     parser.add_argument(DEBUG_FLAG, action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -535,6 +536,14 @@ def _run_guarded(
         print(f"rqa {command}: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as e:
+        from rqa_jax.distributed import EXIT_PEER_LOST, peer_lost
+
+        lost = peer_lost(e)
+        if lost:  # a peer died or timed out: its own message and exit code, not "a bug"
+            if debug:
+                traceback.print_exc()
+            print(f"rqa {command}: error: {lost}", file=sys.stderr)
+            return EXIT_PEER_LOST
         traceback.print_exc()
         print(f"rqa {command}: internal error ({type(e).__name__}): this is a bug in rqa_jax, "
               "not in your input; please report it with the traceback above", file=sys.stderr)  # fmt: skip

@@ -76,3 +76,27 @@ def join(env: Mapping[str, str] | None = None) -> bool:
         jax.distributed.initialize(**timeouts)
         return True
     return False
+
+
+# What JAX's coordination service and collectives say when a peer process is gone or too
+# slow to answer (killed, crashed, or starved of CPU past the heartbeat timeout).
+PEER_LOST_MARKERS = ("another task died", "heartbeat", "DEADLINE_EXCEEDED", "Barrier timed out",
+                     "coordination service", "UNAVAILABLE", "has been restarted")  # fmt: skip
+EXIT_PEER_LOST = 75  # EX_TEMPFAIL: not a bug in rqa_jax nor in the input; run the command again
+
+
+def peer_lost(error: BaseException, env: Mapping[str, str] | None = None) -> str | None:
+    """A clear message when ``error`` says another process of a multi-process run was lost
+    (or timed out), else None."""
+    if not jax.distributed.is_initialized() or not isinstance(error, jax.errors.JaxRuntimeError):
+        return None
+    text = str(error)
+    if not any(m.lower() in text.lower() for m in PEER_LOST_MARKERS):
+        return None
+    env = os.environ if env is None else env
+    heartbeat = env.get("RQA_HEARTBEAT_TIMEOUT_S", "100")
+    first = text.strip().splitlines()[0][:300] if text.strip() else type(error).__name__
+    return (f"another process of this {jax.process_count()}-process run stopped answering or timed out "
+            f"(JAX: {first}). If every process is still alive, they missed heartbeats under load: raise "
+            f"RQA_HEARTBEAT_TIMEOUT_S (now {heartbeat} s) or RQA_INIT_TIMEOUT_S; otherwise see the other "
+            "processes' logs. Running the same command again resumes from the last checkpoint or chunk.")  # fmt: skip

@@ -162,6 +162,37 @@ def test_a_library_bug_is_not_reported_as_a_user_error(tmp_path, capsys, monkeyp
     assert "rqa evaluate: error:" not in err
 
 
+def test_a_lost_peer_process_exits_75_with_its_own_message_not_as_a_bug(
+    tmp_path, capsys, monkeypatch
+):
+    """In a multi-process run, JAX's word that another process died or timed out (what a
+    starved process meets under heavy load) is said as such, exit 75, not a bug's 70; the
+    same error outside a multi-process run stays a bug."""
+    import jax
+
+    import rqa_jax.eval.metrics
+
+    def lost(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError(
+            "UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats): "
+            "/job:jax_worker/replica:0/task:1\nanother task died"
+        )
+
+    monkeypatch.setattr(rqa_jax.eval.metrics, "evaluate", lost)
+    monkeypatch.setenv("RQA_HEARTBEAT_TIMEOUT_S", "10")
+    run, qrels = tmp_path / "r.run", tmp_path / "qrels"
+    run.write_text("q1 Q0 p1 1 2.0 t\n")
+    qrels.write_text("q1\t0\tp1\t1\n")
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+    rc, err = _run(capsys, ["evaluate", "--run", run, "--qrels", qrels])
+    assert rc == 75 and "Traceback" not in err
+    assert "rqa evaluate: error: another process of this" in err
+    assert "stopped sending heartbeats" in err and "raise RQA_HEARTBEAT_TIMEOUT_S (now 10 s)" in err
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    rc, err = _run(capsys, ["evaluate", "--run", run, "--qrels", qrels])
+    assert rc == 70 and "internal error (JaxRuntimeError)" in err
+
+
 def test_bad_config_values_are_config_errors(tmp_path, capsys):
     from rqa_jax.config_flags import config_with_overrides
 

@@ -75,12 +75,13 @@ def read_dir(root, work):
     """What training and evaluation read from an MS MARCO dir."""
     examples, dev = builders.dual_data(dual(root), work / "dual")
     cross_examples, _ = builders.cross_data(cross(root), work / "cross")
-    ds = Dataset(root)
+    ds = Dataset(root, cache=work / "stores")
+    passages = [(pid, title or None, text) for pid, title, text in ds.corpus]  # the store, by row
     return {
         "dual": everything(examples),
         "dev": (dev.queries, dev.qrels, dev.corpus, dev.name),
         "cross": everything(cross_examples),
-        "pipeline": (ds.corpus, ds.queries, ds.qrels, ds.dev_judged),
+        "pipeline": (passages, ds.queries, ds.qrels, ds.dev_judged),
     }
 
 

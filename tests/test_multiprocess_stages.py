@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tiny_config
-from test_multiprocess import _launch, _logs, _wait
+from test_multiprocess import _launch, _logs, _wait, cpu_hog
 
 from rqa_jax.cli import main as rqa
 from rqa_jax.data import formats as F
@@ -87,7 +87,9 @@ def _steps(tmp: Path, paths: dict, dual: Path, ce: Path, processes: int) -> Path
 
 def test_two_processes_write_what_one_process_writes(setup):
     tmp, paths, dual, ce = setup
-    one, two = _steps(tmp, paths, dual, ce, 1), _steps(tmp, paths, dual, ce, 2)
+    one = _steps(tmp, paths, dual, ce, 1)
+    with cpu_hog(2):  # the 2-process run on a machine kept busy: its barriers must hold
+        two = _steps(tmp, paths, dual, ce, 2)
     for name in ("train.bin", "ce.bin"):
         a, b = BinaryRun(one / name), BinaryRun(two / name)
         assert a.qids == b.qids and len(a) == 120
