@@ -53,8 +53,9 @@ def test_exported_cross_encoder_scores_equal_transformers(tmp_path, tiny_tokeniz
 
 
 def test_rqa_rerank_orders_by_cross_encoder_scores_and_refuses_unknown_ids(
-    tmp_path, tiny_tokenizer, capsys
+    tmp_path, tiny_tokenizer, capsys, monkeypatch
 ):
+    monkeypatch.setenv("RQA_CACHE_DIR", str(tmp_path / "cache"))
     out, _, _ = make_ce(tmp_path, "v1", tiny_tokenizer)
     formats.write_id_text(
         tmp_path / "q.tsv",
@@ -70,6 +71,14 @@ def test_rqa_rerank_orders_by_cross_encoder_scores_and_refuses_unknown_ids(
         rqa([*argv, "--run", str(tmp_path / "in.run"), "--output", str(tmp_path / "out.run")]) == 0
     )
     got = formats.read_run(tmp_path / "out.run")
+    # the same run as a binary run (corpus rows): the same re-ranked run
+    assert rqa(["convert", "run", "--input", str(tmp_path / "in.run"), "--output", str(tmp_path / "in.bin"),
+                "--corpus", str(tmp_path / "c.tsv"), "--no-progress"]) == 0  # fmt: skip
+    assert (
+        rqa([*argv, "--run", str(tmp_path / "in.bin"), "--output", str(tmp_path / "out_bin.run")])
+        == 0
+    )
+    assert (tmp_path / "out_bin.run").read_text() == (tmp_path / "out.run").read_text()
     ce = load_cross_encoder(out)
     for qid, q in (("q1", QUERIES[0]), ("q2", QUERIES[1])):
         pids = [p for p, _ in run[qid][:2]]

@@ -108,9 +108,11 @@ def _generate_sample(config: ml_collections.ConfigDict, root: Path) -> None:
              unlabeled_questions=s.unlabeled_questions)  # fmt: skip
 
 
-def _train(base: ml_collections.ConfigDict, workdir: Path, **overrides: Any) -> Path:
+def _train(
+    base: ml_collections.ConfigDict, workdir: Path, stores: Path | None = None, **overrides: Any
+) -> Path:
     """Trains (or resumes) a copy of ``base`` with ``overrides`` (dotted keys); returns the
-    export dir."""
+    export dir. ``stores``: the data cache to use when the config names none."""
     from rqa_jax.train.loop import train
 
     cfg = copy.deepcopy(base)
@@ -120,6 +122,10 @@ def _train(base: ml_collections.ConfigDict, workdir: Path, **overrides: Any) -> 
         for p in parents:
             node = node[p]
         node[leaf] = value
+    if stores is not None and "cache_dir" in cfg.get("data", {}) and not cfg.data.cache_dir:
+        cfg.data.cache_dir = str(
+            stores
+        )  # the pipeline's corpus store: converted once, not per stage
     result = train(cfg, workdir)
     if result["status"] != "completed":
         raise SystemExit(f"training in {workdir} stopped ({result['status']}); run again to resume")
@@ -199,7 +205,7 @@ def run_pipeline(
 
     def de_stage(name: str, **overrides: Any):
         def fn(d: Path) -> dict[str, Any]:
-            export = _train(config.retriever, d / "train", **overrides)
+            export = _train(config.retriever, d / "train", ds.corpus.dir.parent, **overrides)
             return evaluate_retriever(d, export, train_run=name == "de0")
 
         return fn
@@ -209,7 +215,7 @@ def run_pipeline(
     de0_dir = work / "de0"
 
     def ce_stage(d: Path) -> dict[str, Any]:
-        export = _train(config.reranker, d / "train", **marco_data, **{
+        export = _train(config.reranker, d / "train", ds.corpus.dir.parent, **marco_data, **{
             "data.train_run": str(de0_dir / "train.bin"), "data.dev_run": str(de0_dir / "dev.bin")})  # fmt: skip
         reranked = R.rerank_run(export, BinaryRun(de0_dir / "dev.bin"), ds.queries["dev"], ds.corpus,
                                 ev.rerank_top, progress=progress)  # fmt: skip

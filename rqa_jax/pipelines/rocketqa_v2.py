@@ -177,7 +177,7 @@ def run_pipeline(
 
     def joint_stage(evaluate_reranker: bool, **overrides: Any):
         def fn(d: Path) -> dict[str, Any]:
-            export = V1._train(config.joint, d / "train", **{
+            export = V1._train(config.joint, d / "train", ds.corpus.dir.parent, **{
                 "retriever.model_dir": str(de_init), "reranker.model_dir": str(ce_init),
                 "data.source": "rocketqa_tsv", "data.path": lists["train_tsv"],
                 "data.dir": str(ds.root), "data.dev_run": str(init_dir / "dev.bin"),
