@@ -123,9 +123,8 @@ def _train(
             node = node[p]
         node[leaf] = value
     if stores is not None and "cache_dir" in cfg.get("data", {}) and not cfg.data.cache_dir:
-        cfg.data.cache_dir = str(
-            stores
-        )  # the pipeline's corpus store: converted once, not per stage
+        # the pipeline's own stores: its corpus store is converted once, not once per stage
+        cfg.data.cache_dir = str(stores)
     result = train(cfg, workdir)
     if result["status"] != "completed":
         raise SystemExit(f"training in {workdir} stopped ({result['status']}); run again to resume")
