@@ -24,6 +24,18 @@ def machine() -> dict:
     }
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident set since it started its program (VmHWM). Not
+    ``ru_maxrss``: on Linux that keeps the high-water mark of the parent it was forked from
+    across exec, so a child of a big parent reports the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def write_results(name: str, results: dict, directory: Path | str | None = None) -> Path:
     directory = Path(directory) if directory else RESULTS_DIR
     directory.mkdir(parents=True, exist_ok=True)

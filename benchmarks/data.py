@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -86,14 +85,10 @@ def write_synthetic_triples(path: Path, n: int) -> None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory: VmHWM (reset by exec; ru_maxrss is not, and
-    would report the parent's peak in a fresh child)."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident memory in MB (:func:`common.peak_rss_bytes`)."""
+    from common import peak_rss_bytes
+
+    return peak_rss_bytes() / 2**20
 
 
 def scale_child(triples: Path, workdir: Path, batch_size: int) -> dict:

@@ -3,7 +3,7 @@
 Data of MS MARCO's shape at a fifth of its corpus: 1M passages (~40 words each), 5,000
 judged train queries, a top-1000 run (5M lines of TREC text, best first) and the re-ranker's
 scores of each query's top 50. Each step runs in its own process, so its peak RSS is its
-own (``ru_maxrss`` of the child):
+own (VmHWM of the child):
 
 * ``old_mine`` / ``old_denoise``: what ``rqa mine`` / ``rqa denoise`` did before the binary
   runs: the whole text run read into Python objects (``formats.read_run``), scores and the
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import peak_rss_bytes
 
 STEPS = (
     "store",
@@ -162,7 +162,7 @@ def main() -> None:
         start = time.perf_counter()
         out = run_step(a.step, work, a)
         out["seconds"] = round(time.perf_counter() - start, 2)
-        out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+        out["peak_rss_gb"] = round(peak_rss_bytes() / 2**30, 3)
         print(json.dumps(out))
         return
     t = time.perf_counter()

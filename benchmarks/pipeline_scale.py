@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import peak_rss_bytes
 
 MARCO = {
     "passages": 8_841_823,
@@ -51,8 +51,7 @@ STAGES = (
     "store",
     "encode",
     "index",
-    "search_train",
-    "search_dev",
+    "search",
     "score",
     "denoise",
     "augment",
@@ -253,6 +252,9 @@ def main() -> None:
     p.add_argument(
         "--shard-rows", type=int, default=0, help="index shards of this many passages (0: one)"
     )
+    p.add_argument("--tau", type=float, default=0.5,
+                   help="τ_neg = τ_pos of the steps: a random re-ranker's scores sit near 0.5, so both "
+                        "sides of the threshold (and every write path) are taken (default 0.5)")  # fmt: skip
     p.add_argument("--work", default="/tmp/rqa_pipeline_scale")
     p.add_argument("--out", default=None, help="results dir (default benchmarks/results)")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # child mode
@@ -263,7 +265,7 @@ def main() -> None:
         start = time.perf_counter()
         out = run_stage(a.stage, work, a)
         out["seconds"] = round(time.perf_counter() - start, 2)
-        out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+        out["peak_rss_gb"] = round(peak_rss_bytes() / 2**30, 3)
         print(json.dumps(out))
         return
     results_path = Path(a.out or Path(__file__).parent / "results") / "pipeline_scale.json"
@@ -293,6 +295,8 @@ def main() -> None:
             if done.returncode:
                 raise SystemExit(f"{stage} at {size} failed:\n{done.stderr[-4000:]}")
             r = json.loads(done.stdout.strip().splitlines()[-1])
+            if "count" not in r:
+                raise SystemExit(f"{stage} at {size}: no count in {done.stdout[-2000:]}")
             after = (
                 _bytes(work / "stage")
                 + _bytes(work / "stores")
