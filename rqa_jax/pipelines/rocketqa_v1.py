@@ -318,8 +318,12 @@ def run_pipeline(
         "augment": {k: v for k, v in augmented.items() if k != "train_tsv"},
         "seconds": {name: pipe.done(name)["seconds"] for name in STAGES if pipe.done(name)},
     }
-    if pipe.ran or not (work / "report.json").is_file():
-        on_process_0(lambda: _write_report(work, report, ev.rerank_top), "report")
+
+    def report_files() -> None:  # process 0 alone looks at the files; all meet the barrier
+        if pipe.ran or not (work / "report.json").is_file():
+            _write_report(work, report, ev.rerank_top)
+
+    on_process_0(report_files, "report")
     return {**report, "ran": pipe.ran}
 
 

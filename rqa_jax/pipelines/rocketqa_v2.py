@@ -223,8 +223,12 @@ def run_pipeline(
                     ("init_retriever", "init_reranker", "lists", "joint", "static_distill",
                      *(f"joint_{v}" for v in DISTILLATION_VARIANTS)) if pipe.done(name)},
     }  # fmt: skip
-    if pipe.ran or not (work / "report.json").is_file():
-        on_process_0(lambda: _write_report(work, report, ev.rerank_top), "report")
+
+    def report_files() -> None:  # process 0 alone looks at the files; all meet the barrier
+        if pipe.ran or not (work / "report.json").is_file():
+            _write_report(work, report, ev.rerank_top)
+
+    on_process_0(report_files, "report")
     return {**report, "ran": pipe.ran}
 
 

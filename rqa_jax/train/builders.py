@@ -223,8 +223,15 @@ def _marco_root(d: ml_collections.ConfigDict, workdir: Path) -> Path:
     if d.source == "marco" and not d.dir:
         raise ConfigError("data.source='marco' reads the MS MARCO-form files in data.dir: set it")
     root = Path(d.dir) if d.source == "marco" else workdir / "data"
-    if d.source == "sample" and not (root / "qrels.dev.tsv").is_file():
-        parallel.on_process_0(lambda: generate(root, seed=d.sample_seed), "sample data")
+    if d.source == "sample":
+        # Every process meets the barrier; only process 0 looks at the files. Deciding on each
+        # process whether to wait let a slow one (a loaded machine) see process 0's files,
+        # skip the barrier, and meet process 0 at the next one under another name.
+        def make() -> None:
+            if not (root / "qrels.dev.tsv").is_file():
+                generate(root, seed=d.sample_seed)
+
+        parallel.on_process_0(make, "sample data")
     return root
 
 
