@@ -41,6 +41,14 @@ def corpus_store(corpus: str, titles: str | None = None, progress: bool = True) 
     return CorpusStore(store.ensure_corpus(cache_dir(), files, passages, progress=progress))
 
 
+def need_corpus(args: argparse.Namespace) -> None:
+    """A binary run's rows are read against the corpus it was searched over."""
+    if not args.corpus:
+        raise UserInputError(
+            f"{args.run} is a binary run: --corpus (the corpus it was searched over) is needed"
+        )
+
+
 def checked_run(path: str, corpus: CorpusStore) -> BinaryRun:
     run = BinaryRun(path)
     run.check_corpus(len(corpus), corpus.fingerprint(), f"the corpus store {corpus.dir}")
@@ -111,10 +119,7 @@ def mine(args: argparse.Namespace) -> int:
     from rqa_jax.data import formats as F
     from rqa_jax.data import mining as M
 
-    if not args.corpus:
-        raise UserInputError(
-            f"{args.run} is a binary run: --corpus (the corpus it was searched over) is needed"
-        )
+    need_corpus(args)
     corpus = corpus_store(args.corpus)
     run, qrels = checked_run(args.run, corpus), F.read_qrels(args.qrels)
     n = M.mine_run(run, qrels, corpus, args.output, args.depth)
@@ -172,11 +177,9 @@ def evaluate(args: argparse.Namespace, metrics: list[str]) -> dict[str, float]:
     from rqa_jax.data import formats as F
     from rqa_jax.eval.metrics import evaluate_stream
 
-    if not args.corpus:
-        raise UserInputError(
-            f"{args.run} is a binary run: --corpus (the corpus it was searched over) is needed"
-        )
+    need_corpus(args)
     corpus = corpus_store(args.corpus, progress=False)
     run = checked_run(args.run, corpus)
-    groups = ((q, list(zip(corpus.pid_of_rows(r), s, strict=True))) for q, r, s in run.groups())
-    return evaluate_stream(F.read_qrels(args.qrels), groups, metrics)
+    return evaluate_stream(
+        F.read_qrels(args.qrels), binrun.iter_run(run, corpus.pid_of_rows), metrics
+    )

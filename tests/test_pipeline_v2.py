@@ -75,9 +75,10 @@ def test_pipeline_retrieval_encodes_passages_with_their_titles(tmp_path, minilm_
     """What the pipelines search is the corpus as training saw it: titles included."""
     import numpy as np
 
+    from rqa_jax.data.binrun import read_run_top
     from rqa_jax.data.store import CorpusStore, ensure_corpus
     from rqa_jax.inference import load_dual_encoder
-    from rqa_jax.pipelines.retrieval import Retriever, top_of
+    from rqa_jax.pipelines.retrieval import Retriever
 
     corpus = {"p1": ("Mercury", "the smallest planet"), "p2": (None, "a river in spain"),
               "p3": ("Jazz", "music from new orleans")}  # fmt: skip
@@ -92,7 +93,7 @@ def test_pipeline_retrieval_encodes_passages_with_their_titles(tmp_path, minilm_
     run = Retriever(minilm_dir, store, tmp_path / "stage", "exact", progress=False).search(
         {"q": "which planet is smallest"}, 3, tmp_path / "stage" / "q.bin"
     )
-    hits = top_of(run, store, 3)["q"]
+    hits = read_run_top(run, 3, store.pid_of_rows)["q"]
     model = load_dual_encoder(minilm_dir)
     q = model.encode_query(["which planet is smallest"])[0]
     p = model.encode_para([t for _, t in corpus.values()], [title for title, _ in corpus.values()])

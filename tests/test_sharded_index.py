@@ -45,44 +45,25 @@ def test_sharded_search_equals_one_index(tmp_path, embeddings, backend):
 def test_rqa_index_shard_rows_resumes_and_checks_the_model(tmp_path, embeddings):
     d, emb, queries = embeddings
     out = tmp_path / "idx"
-    assert (
-        rqa(
-            [
-                "index",
-                "--embeddings",
-                str(d),
-                "--output",
-                str(out),
-                "--backend",
-                "exact",
-                "--shard-rows",
-                "256",
-            ]
-        )
-        == 0
-    )
+    index_argv = [
+        "index",
+        "--embeddings",
+        str(d),
+        "--output",
+        str(out),
+        "--backend",
+        "exact",
+        "--shard-rows",
+        "256",
+    ]
+    assert rqa(index_argv) == 0
     meta = json.loads((out / "shards.json").read_text())
     assert [s["rows"] for s in meta["shards"]] == [256, 256, 256, 232] and meta["count"] == 1000
     # a build cut off after two shards: the finished ones are kept, the rest built
     (out / "shards.json").unlink()
     kept = (out / "shard-00001" / "index.json").stat().st_mtime_ns
     (out / "shard-00002" / "index.json").unlink()
-    assert (
-        rqa(
-            [
-                "index",
-                "--embeddings",
-                str(d),
-                "--output",
-                str(out),
-                "--backend",
-                "exact",
-                "--shard-rows",
-                "256",
-            ]
-        )
-        == 0
-    )
+    assert rqa(index_argv) == 0
     assert (out / "shard-00001" / "index.json").stat().st_mtime_ns == kept
     np.testing.assert_array_equal(
         ShardedIndex(out).search(queries, 50)[1], ExactIndex(emb).search(queries, 50)[1]

@@ -281,15 +281,17 @@ class BinaryRun:
 
 
 def iter_run(
-    path: str | Path, pid_of_row: Callable[[np.ndarray], Sequence[str]] | None = None,
+    path: str | Path | BinaryRun, pid_of_row: Callable[[np.ndarray], Sequence[str]] | None = None,
     depth: int | None = None,
 ) -> Iterator[tuple[str, list[tuple[str, float]]]]:  # fmt: skip
     """(qid, [(pid, score)] best first) per query of a text run (streamed) or a binary run
-    (``pid_of_row`` maps its row numbers to passage ids): what consumers of either read."""
-    if is_binary_run(path):
+    (an opened one, or its dir; ``pid_of_row`` maps its row numbers to passage ids): what
+    consumers of either read."""
+    if isinstance(path, BinaryRun) or is_binary_run(path):
         if pid_of_row is None:
             raise UserInputError(f"{path} is a binary run: reading it needs its corpus")
-        for qid, rows, scores in BinaryRun(path).groups(depth):
+        run = path if isinstance(path, BinaryRun) else BinaryRun(path)
+        for qid, rows, scores in run.groups(depth):
             yield qid, list(zip(pid_of_row(np.asarray(rows, np.int64)), scores, strict=True))
         return
     from rqa_jax.data.formats import iter_run_groups
@@ -315,7 +317,9 @@ def key_file(path: str | Path) -> Path:
 
 
 def read_run_top(
-    path: str | Path, depth: int, pid_of_row: Callable[[np.ndarray], Sequence[str]] | None = None
+    path: str | Path | BinaryRun,
+    depth: int,
+    pid_of_row: Callable[[np.ndarray], Sequence[str]] | None = None,
 ) -> dict[str, list[tuple[str, float]]]:
     """Every query's first ``depth`` candidates (a dev run's top for re-ranking or
     evaluation: memory is queries × depth, not the whole run)."""

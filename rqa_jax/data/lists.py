@@ -239,6 +239,11 @@ def false_negative_quality(
     reachable = sum(
         len(set(_positives(planted, q)) & {pid for pid, _ in run.get(q, [])[:top]}) for q in dropped
     )
+    return planted_quality(dropped_n, hit, reachable)
+
+
+def planted_quality(dropped_n: int, hit: int, reachable: int) -> dict[str, float]:
+    """Precision and recall of the dropped candidates from their counts (summable per chunk)."""
     return {
         "dropped": dropped_n,
         "planted_in_top": reachable,

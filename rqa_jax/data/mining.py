@@ -232,14 +232,9 @@ class Planted:
     @staticmethod
     def quality(totals: Mapping[str, int]) -> dict[str, float]:
         """:func:`rqa_jax.data.lists.false_negative_quality` from summed chunk counts."""
-        dropped, hit, reachable = (
-            totals["planted_dropped"],
-            totals["planted_hit"],
-            totals["planted_in_top"],
+        return L.planted_quality(
+            totals["planted_dropped"], totals["planted_hit"], totals["planted_in_top"]
         )
-        return {"dropped": dropped, "planted_in_top": reachable,
-                "precision": hit / dropped if dropped else 0.0,
-                "recall": hit / reachable if reachable else 0.0}  # fmt: skip
 
 
 def denoise_run(

@@ -259,20 +259,28 @@ class CorpusStore(RecordStore):
         self._ids = np.load(self.dir / IDS, mmap_mode="r")
         self._order = np.load(self.dir / ORDER, mmap_mode="r")
 
-    def rows_of(self, pids: Sequence[str]) -> np.ndarray:
-        """The rows of ``pids``; a pid not in the corpus is a KeyError naming it."""
-        if not len(pids):
-            return np.zeros(0, np.int64)
+    def _lookup(self, pids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in the sorted pid index, found) of ``pids``."""
         want = np.array([p.encode("utf-8") for p in pids])
         pos = np.searchsorted(self._ids, want)
         found = pos < len(self._ids)
         found[found] = self._ids[pos[found]] == want[found]
+        return pos, found
+
+    def rows_of(self, pids: Sequence[str]) -> np.ndarray:
+        """The rows of ``pids``; a pid not in the corpus is a KeyError naming it."""
+        if not len(pids):
+            return np.zeros(0, np.int64)
+        pos, found = self._lookup(pids)
         if not found.all():
             missing = [p for p, f in zip(pids, found, strict=True) if not f]
             raise MissingIdError(
                 f"passage id {missing[0]!r} is not in the corpus ({len(missing)} missing)"
             )
         return np.asarray(self._order[pos], np.int64)
+
+    def __contains__(self, pid: object) -> bool:
+        return isinstance(pid, str) and len(self) > 0 and bool(self._lookup([pid])[1][0])
 
     def passages(self, rows: Sequence[int]) -> list[dict[str, str]]:
         """``{"id", "title", "text"}`` of ``rows``."""
@@ -326,12 +334,7 @@ class CorpusMap(Mapping[str, tuple[str | None, str]]):
         return self.store.texts([row])[0]
 
     def __contains__(self, pid: object) -> bool:
-        if not isinstance(pid, str) or not len(self.store):
-            return False
-        want = pid.encode("utf-8")
-        ids = self.store._ids
-        pos = int(np.searchsorted(ids, want))
-        return pos < len(ids) and ids[pos] == want
+        return pid in self.store
 
     def __iter__(self) -> Iterator[str]:
         by_row = self.store.pids_by_row()

@@ -5,14 +5,14 @@ expensive (corpus encoding continues from its progress file)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rqa_jax.data import formats as F
-from rqa_jax.data.binrun import BinaryRun, BinaryRunWriter
+from rqa_jax.data.binrun import BinaryRun, BinaryRunWriter, iter_run, read_run_top
 from rqa_jax.data.formats import Qrels, Run
 from rqa_jax.data.store import CorpusMap, CorpusStore
 from rqa_jax.errors import UserInputError
@@ -158,19 +158,6 @@ class Retriever:
         )
 
 
-def iter_pids(
-    run: BinaryRun, corpus: CorpusStore, depth: int | None = None
-) -> Iterator[tuple[str, Run]]:
-    """(qid, {qid: [(pid, score)]}) per query of a binary run: one query's ids at a time."""
-    for qid, rows, scores in run.groups(depth):
-        yield qid, {qid: list(zip(corpus.pid_of_rows(rows), scores, strict=True))}
-
-
-def top_of(run: BinaryRun, corpus: CorpusStore, depth: int) -> Run:
-    """Every query's first ``depth`` candidates by pid (dev re-ranking: queries × depth)."""
-    return {qid: r[qid] for qid, r in iter_pids(run, corpus, depth)}
-
-
 def retrieval_metrics(
     qrels: Qrels, run: Run | BinaryRun, corpus: CorpusStore | None = None
 ) -> dict[str, float]:
@@ -179,14 +166,14 @@ def retrieval_metrics(
     if not isinstance(run, BinaryRun):
         return evaluate(qrels, run, METRICS)
     assert corpus is not None, "a binary run's metrics need its corpus"
-    return evaluate_stream(qrels, ((q, r[q]) for q, r in iter_pids(run, corpus)), METRICS)
+    return evaluate_stream(qrels, iter_run(run, corpus.pid_of_rows), METRICS)
 
 
 def rerank_run(model_dir: str | Path, run: Run | BinaryRun, queries: Mapping[str, str], corpus: CorpusStore,
                top_k: int, batch_size: int = 64, progress: bool = True) -> Run:  # fmt: skip
     """The re-ranker's order of each query's top ``top_k`` (its saved input settings used)."""
     if isinstance(run, BinaryRun):
-        run = top_of(run, corpus, top_k)
+        run = read_run_top(run, top_k, corpus.pid_of_rows)
     from rqa_jax.index.rerank import rerank
     from rqa_jax.inference import load_cross_encoder
 
