@@ -48,6 +48,9 @@ def get_dual_config() -> ml_collections.ConfigDict:
             "tfds_name": "msmarco_passage",
             "tfds_dir": "",
             "num_random_negatives": 1,  # MS MARCO step 1: random corpus negatives per query
+            # lines per (query, positive) in an epoch, each with its own random negatives
+            # (the released step-1 data: 4 sampled negatives per query, one per line)
+            "random_negative_lines": 1,
             # MS MARCO negatives: "random" (RocketQA step 1: num_random_negatives corpus
             # passages drawn per seed, epoch and example) | "triples" (triples.train.tsv)
             "negatives": "random",
@@ -212,6 +215,13 @@ def get_runlocal_config() -> ml_collections.ConfigDict:
     return c
 
 
+def reranker_guard() -> ml_collections.ConfigDict:
+    """After the re-ranker stage: stop unless the re-ranker's dev MRR@10 on the retriever's
+    top ``eval.rerank_top`` exceeds the retriever's own by ``margin``; RocketQA's later steps
+    trust it over the retriever (the paper's is 7.6 points above its first retriever)."""
+    return ml_collections.ConfigDict({"margin": 0.01, "allow_weak_reranker": False})
+
+
 def get_pipeline_v1_config() -> ml_collections.ConfigDict:
     """RocketQA v1's four steps (``rqa pipeline v1``): the stage settings around a retriever
     config and a re-ranker config, with the paper's values (RocketQA §4.2, released
@@ -256,6 +266,7 @@ def get_pipeline_v1_config() -> ml_collections.ConfigDict:
     c.later_epochs = 10  # de1 and de2 (the paper: 40 epochs for step 1, 10 for steps 3-4)
     c.later_steps = 0  # > 0 overrides later_epochs
     c.ablation_undenoised = False  # also train de1 on undenoised hard negatives
+    c.guard = reranker_guard()
     c.lock()
     return c
 
@@ -278,6 +289,7 @@ def tiny_pipeline(c: ml_collections.ConfigDict) -> None:
     c.mine.depth = c.eval.depth = 100
     c.later_steps = 4
     c.ablation_undenoised = True
+    c.guard.allow_weak_reranker = True  # a few steps of a tiny random model: weak by design
 
 
 TINY_BERT = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -340,5 +352,6 @@ def get_pipeline_v2_config() -> ml_collections.ConfigDict:
     )  # fmt: skip
     c.ablation_static_distill = False  # also train with the re-ranker frozen
     c.ablation_other_variant = False  # also train with the other KL variant
+    c.guard = reranker_guard()  # the initial re-ranker (the teacher) against the retriever
     c.lock()
     return c

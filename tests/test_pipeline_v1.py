@@ -14,6 +14,7 @@ import pytest
 
 from rqa_jax.config_flags import load_config
 from rqa_jax.data import formats as F
+from rqa_jax.eval.reranker_check import WeakRerankerError
 from rqa_jax.pipelines.rocketqa_v1 import STAGES, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,9 +53,22 @@ def test_pipeline_killed_mid_stage_resumes_and_a_finished_one_does_no_work(tmp_p
 
     config = load_config(CONFIG)
     config.reranker.num_train_steps, config.reranker.checkpoint_every = 40, 2
-    report = run_pipeline(config, work, progress=False)
-    assert report["ran"] == ["ce", "denoise", "de1", "de1_undenoised", "augment", "de2"]
+    # the guard: a re-ranker short of the retriever + margin stops the pipeline after ce
+    config.guard.allow_weak_reranker, config.guard.margin = False, 1.5  # MRR gains are < 1
+    with pytest.raises(
+        WeakRerankerError, match=r"does not beat the retriever.*allow_weak_reranker=True"
+    ):
+        run_pipeline(config, work, progress=False)
     assert "rqa train: resumed from step" in capsys.readouterr().out  # ce continued its training
+    assert (work / "ce" / "done.json").is_file() and not (work / "denoise").exists()
+    config.guard.allow_weak_reranker = True  # the override goes on, ce not trained again
+    report = run_pipeline(config, work, progress=False)
+    assert report["ran"] == ["denoise", "de1", "de1_undenoised", "augment", "de2"]
+    check = report["reranker_check"]
+    assert check["guard"] == {"margin": 1.5, "passed": False, "allowed_weak": True}
+    assert check["reranker_mrr@10"] == pytest.approx(report["stages"]["ce"]["mrr@10"])
+    assert check["retriever_mrr@10"] == pytest.approx(report["stages"]["de0"]["mrr@10"])
+    assert "## The re-ranker against its retriever" in (work / "report.md").read_text()
     assert (work / "de0" / "done.json").read_text() == de0_done  # not redone
     again = run_pipeline(config, work, progress=False)
     assert again["ran"] == [] and again["stages"] == report["stages"]

@@ -10,6 +10,7 @@ import pytest
 
 from rqa_jax.config_flags import load_config
 from rqa_jax.data import formats as F
+from rqa_jax.eval.reranker_check import WeakRerankerError
 from rqa_jax.pipelines.rocketqa_v2 import run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +53,18 @@ def test_pipeline_v2_from_scratch_with_ablations(tmp_path):
     # from a finished v1 workdir: its models and data, nothing of v1 trained again
     config.init.v1_workdir = str(work / "v1")
     config.ablation_static_distill = config.ablation_other_variant = False
+    # the guard on the teacher: short of the retriever + margin, nothing is distilled from it
+    config.guard.allow_weak_reranker, config.guard.margin = False, 1.5
+    with pytest.raises(WeakRerankerError, match=r"initial re-ranker \(the teacher\) does not beat"):
+        run_pipeline(config, tmp_path / "from_v1", progress=False)
+    assert not (tmp_path / "from_v1" / "lists").exists()
+    config.guard.allow_weak_reranker = True
     reuse = run_pipeline(config, tmp_path / "from_v1", progress=False)
-    assert reuse["ran"] == ["init_retriever", "init_reranker", "lists", "joint"]
+    assert reuse["ran"] == ["lists", "joint"]
+    check = reuse["teacher_check"]
+    assert check["guard"] == {"margin": 1.5, "passed": False, "allowed_weak": True}
+    assert check["reranker_mrr@10"] == pytest.approx(stages["init_reranker"]["mrr@10"])
+    assert check["retriever_mrr@10"] == pytest.approx(stages["init_retriever"]["mrr@10"])
     assert reuse["stages"]["init_retriever"] == stages["init_retriever"]
     assert not (tmp_path / "from_v1" / "v1").exists()
 

@@ -37,6 +37,7 @@ from rqa_jax.data import lists as L
 from rqa_jax.data import mining as M
 from rqa_jax.data.binrun import BinaryRun
 from rqa_jax.errors import ConfigError
+from rqa_jax.eval import reranker_check as RC
 from rqa_jax.parallel import on_process_0
 from rqa_jax.pipelines import retrieval as R
 from rqa_jax.pipelines.stages import Pipeline
@@ -145,6 +146,15 @@ def _write_run(path: Path, run: BinaryRun, corpus: store.CorpusStore) -> None:
     )
 
 
+def reranker_check(ds: Dataset, retrieved: Path, reranked: Path, rerank_top: int, denoise_top: int,
+                   tau_neg: float, tau_pos: float) -> dict[str, Any]:  # fmt: skip
+    """:func:`rqa_jax.eval.reranker_check.compare` on the dev files a re-ranker stage left: the
+    retriever's binary dev run and the re-ranked text run (both dev-sized, read whole)."""
+    retriever_run = binrun.read_run_top(retrieved, rerank_top, ds.corpus.pid_of_rows)
+    return RC.compare(ds.dev_judged, retriever_run, F.read_run(reranked), rerank_top, denoise_top,
+                      tau_neg, tau_pos)  # fmt: skip
+
+
 def load_data(config: ml_collections.ConfigDict, pipe: Pipeline, progress: bool = False) -> Dataset:
     """The ``data`` stage (the sample generated once, counts recorded) and the dataset."""
     root = data_root(config, pipe.workdir)
@@ -227,6 +237,11 @@ def run_pipeline(
     if until == "ce":
         return {"stages": {"de0": de0, "ce": ce}, "ran": pipe.ran}
     dn = config.denoise
+    # before anything trusts the re-ranker over the retriever: does it beat it on dev?
+    check = reranker_check(ds, de0_dir / "dev.bin", work / "ce" / "dev.rerank.run", ev.rerank_top,
+                           dn.top, dn.tau_neg, config.augment.tau_pos)  # fmt: skip
+    check["guard"] = RC.guard(check, config.guard.margin, config.guard.allow_weak_reranker,
+                              "guard.allow_weak_reranker")  # fmt: skip
 
     def denoise_stage(d: Path) -> dict[str, Any]:
         run = BinaryRun(de0_dir / "train.bin")
@@ -259,7 +274,7 @@ def run_pipeline(
 
     denoised = pipe.run("denoise", denoise_stage)
     later = {"data.source": "rocketqa_tsv", "num_epochs": config.later_epochs,
-             "num_train_steps": config.later_steps}  # fmt: skip
+             "num_train_steps": config.later_steps, "data.random_negative_lines": 1}  # fmt: skip
     de1 = pipe.run("de1", de_stage("de1", **later, **{"data.path": denoised["train_tsv"]}))
     stages = {"de0": de0, "ce": ce, "de1": de1}
     if config.ablation_undenoised:
@@ -314,6 +329,7 @@ def run_pipeline(
             name: {k: v for k, v in r.items() if k in ("mrr@10", "recall@50", "recall@1000")}
             for name, r in stages.items()
         },
+        "reranker_check": check,
         "denoise": {k: v for k, v in denoised.items() if k not in ("train_tsv", "undenoised_tsv")},
         "augment": {k: v for k, v in augmented.items() if k != "train_tsv"},
         "seconds": {name: pipe.done(name)["seconds"] for name in STAGES if pipe.done(name)},
@@ -348,6 +364,7 @@ def _write_report(work: Path, report: dict[str, Any], rerank_top: int) -> None:
         label = f"{name} (re-ranks de0's top {rerank_top})" if name == "ce" else name
         cells = [f"{m[k]:.3f}" if k in m else "—" for k in ("mrr@10", "recall@50", "recall@1000")]
         lines.append(f"| {label} | {' | '.join(cells)} | {PAPER.get(name, '')} |")
+    lines += reranker_check_lines(report["reranker_check"], "re-ranker")
     lines += ["", "## Denoising", "", "```json", json.dumps(report["denoise"], indent=2), "```"]
     lines += [
         "",
@@ -359,3 +376,32 @@ def _write_report(work: Path, report: dict[str, Any], rerank_top: int) -> None:
         "",
     ]
     (work / "report.md").write_text("\n".join(lines))
+
+
+def reranker_check_lines(check: dict[str, Any], what: str) -> list[str]:
+    """The report's section on the re-ranker against its retriever (dev)."""
+    d, cal, dn = check["difference"], check["calibration"], check["denoiser_on_dev"]
+    g = check["guard"]
+    verdict = "passed" if g["passed"] else "FAILED (went on: allow_weak_reranker)"
+    pos, rest = cal["positives"], cal["others"]
+
+    def dist(s: dict[str, Any]) -> str:
+        return (f"{s['count']} scores, median {s['median']:.3f} (p10 {s['p10']:.3f}, p90 {s['p90']:.3f})"
+                if s["count"] else "none")  # fmt: skip
+
+    return [
+        "",
+        f"## The {what} against its retriever (dev, {check['candidates']})",
+        "",
+        f"- MRR@10: {what} {check['reranker_mrr@10']:.4f}, retriever {check['retriever_mrr@10']:.4f}; "
+        f"paired difference {d['mean']:+.4f} ± {d['se']:.4f} (s.e., {d['queries']} queries; "
+        f"better on {d['better']}, worse on {d['worse']}); guard (margin {g['margin']}): {verdict}",
+        f"- calibration: judged positives {dist(pos)}; the rest {dist(rest)}; "
+        f"{cal['positives_at_or_above_tau_pos']:.1%} of positives >= τ_pos {cal['tau_pos']}, "
+        f"{cal['others_at_or_above_tau_neg']:.1%} of the rest >= τ_neg {cal['tau_neg']}",
+        f"- as a denoiser on dev's top {dn['depth']} (τ_neg {dn['tau_neg']}): keeps "
+        f"{dn['positives_kept_out']} of {dn['judged_positives']} judged positives out of the "
+        f"negatives (recall {dn['recall']:.3f}); drops {dn['dropped']} of {dn['candidates']} "
+        f"candidates ({dn['dropped_share']:.1%}), of which judged positives "
+        f"{dn['precision_lower_bound']:.1%} (a lower bound on its precision)",
+    ]

@@ -36,6 +36,7 @@ from rqa_jax.data import lists as L
 from rqa_jax.data import mining as M
 from rqa_jax.data.binrun import BinaryRun
 from rqa_jax.errors import ConfigError
+from rqa_jax.eval import reranker_check as RC
 from rqa_jax.losses import DISTILLATION_VARIANTS
 from rqa_jax.parallel import on_process_0
 from rqa_jax.pipelines import retrieval as R
@@ -135,6 +136,13 @@ def run_pipeline(
         },
     )
 
+    # the lists' denoising and the distillation trust the teacher: does it beat the retriever?
+    teacher_check = V1.reranker_check(ds, init_dir / "dev.bin", work / "init_reranker" / "dev.rerank.run",
+                                      ev.rerank_top, lc.top, lc.tau_neg, lc.tau_pos)  # fmt: skip
+    teacher_check["guard"] = RC.guard(teacher_check, config.guard.margin, config.guard.allow_weak_reranker,
+                                      "guard.allow_weak_reranker", "initial re-ranker (the teacher)",
+                                      "v1.reranker.")  # fmt: skip
+
     def lists_stage(d: Path) -> dict[str, Any]:
         m = config.joint.list_size
         train_run = BinaryRun(init_dir / "train.bin")
@@ -218,6 +226,7 @@ def run_pipeline(
         "stages": {name: {k: v for k, v in r.items() if k in keep} for name, r in stages.items()},
         "exports": {"retriever": joint["retriever"]["export"], "reranker": joint["reranker"]["export"]},
         "distillation": config.joint.distillation,
+        "teacher_check": teacher_check,
         "lists": {k: v for k, v in lists.items() if k not in ("train_tsv", "seconds")},
         "seconds": {name: pipe.done(name)["seconds"] for name in
                     ("init_retriever", "init_reranker", "lists", "joint", "static_distill",
@@ -256,5 +265,6 @@ def _write_report(work: Path, report: dict[str, Any], rerank_top: int) -> None:
         keys = ("mrr@10", "recall@50", "recall@1000", "mrr@10_init_candidates")
         cells = [f"{m[k]:.3f}" if k in m else "—" for k in keys]
         lines.append(f"| {name} | {' | '.join(cells)} | {PAPER.get(name, '')} |")
+    lines += V1.reranker_check_lines(report["teacher_check"], "initial re-ranker")
     lines += ["", "## Lists", "", "```json", json.dumps(report["lists"], indent=2), "```", ""]
     (work / "report.md").write_text("\n".join(lines))
