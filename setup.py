@@ -48,7 +48,8 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["rqa_jax", "rqa_jax.*"]),
+    # configs ships too: a user's own config imports `configs.common` and the paper configs
+    packages=find_packages(include=["rqa_jax", "rqa_jax.*", "configs"]),
     install_requires=RUNTIME,
     extras_require={"demo": DEMO, "test": TEST, "bench": [*TEST, "faiss-cpu==1.15.1"]},
     entry_points={"console_scripts": ["rqa=rqa_jax.cli:main"]},

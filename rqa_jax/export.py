@@ -274,7 +274,7 @@ def tokenizer_of(part: Part) -> Any:
 
 def _inline_model(cfg: ml_collections.ConfigDict, config: BertConfig) -> ml_collections.ConfigDict:
     """``cfg`` with its architecture written in (``model_config``, no ``model_dir``): what
-    :func:`rqa_jax.train.loop.export_dual` reads, whether or not the model dir still exists."""
+    :func:`export_dual` reads, whether or not the model dir still exists."""
     return ml_collections.ConfigDict(
         {**cfg.to_dict(), "model_dir": "", "model_config": dataclasses.asdict(config)}
     )
@@ -312,10 +312,39 @@ def tower_dirs_written(part_dir: Path, part: Part) -> list[tuple[str, Path]]:
     return [(name.split("_")[0], part_dir / name) for name in SEPARATE_TOWERS]
 
 
+def export_dual(out: Path, config: ml_collections.ConfigDict, params: Any, tokenizer: Any) -> Path:
+    """Writes the towers as HF dirs under ``out`` (one dir if tied, else ``query_encoder/`` +
+    ``passage_encoder/``) that :func:`rqa_jax.load_model` reads back."""
+    from rqa_jax.train.builders import bert_config_for  # model settings, not the loop
+
+    bert_config = bert_config_for(config)
+    settings = {"pooling": config.pooling, "normalize": config.normalize, "q_max_len": config.q_max_len,
+                "p_max_len": config.p_max_len, "title_form": config.title_form}  # fmt: skip
+    if config.tie_towers:
+        hf.export_bert(out, bert_config, params["encoder"], tokenizer, config.pooling, config.normalize,
+                       config.p_max_len, settings)  # fmt: skip
+    else:
+        for name, max_len in (
+            ("query_encoder", config.q_max_len),
+            ("passage_encoder", config.p_max_len),
+        ):
+            hf.export_bert(out / name, bert_config, params[name], tokenizer, config.pooling, config.normalize,
+                           max_len, settings)  # fmt: skip
+        (out / "rqa_jax.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return out
+
+
+def export_cross(out: Path, config: ml_collections.ConfigDict, bert_config: Any, params: Any,
+                 tokenizer: Any) -> Path:  # fmt: skip
+    """The re-ranker as an HF sequence-classification dir, with its input settings."""
+    input_form = {"pair_form": config.pair_form, "title_form": config.title_form,
+                  "q_max_len": config.cross_q_max_len or None}  # fmt: skip
+    return hf.export_cross_encoder(out, bert_config, config.cross_head, params, tokenizer,
+                                   config.cross_max_len, extra_settings=input_form)  # fmt: skip
+
+
 def write_part(part: Part, out: Path) -> BertConfig:
     """Writes one model as the loop's export does, plus the sentence-transformers extras."""
-    from rqa_jax.train.loop import export_cross, export_dual
-
     config, _ = bert_config_of(part)
     tokenizer = tokenizer_of(part)
     if len(tokenizer) > config.vocab_size:

@@ -115,3 +115,19 @@ def test_joint_config_has_no_keys_it_would_ignore():
         assert key not in c, key
     for key in ("negatives", "num_random_negatives", "cross_negatives_per_query"):
         assert key not in c.data, key
+
+
+def test_the_configs_package_ships_in_the_wheel(tmp_path):
+    """A user who pip-installs the project writes configs that import ``configs.common``."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path), str(root)], check=True, capture_output=True)  # fmt: skip
+    (wheel,) = tmp_path.glob("rqa_jax-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.name for p in (root / "configs").glob("*.py")}
+    assert {n.split("/", 1)[1] for n in names if n.startswith("configs/")} == shipped
+    assert "rqa_jax/export.py" in names

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from rqa_jax import parallel
 from rqa_jax.data.loader import BatchSpec, Loader
 from rqa_jax.errors import ConfigError
-from rqa_jax.models import hf
+from rqa_jax.export import export_cross, export_dual
 from rqa_jax.train import builders
 from rqa_jax.train.dev_eval import DevEvaluator
 from rqa_jax.train.state import (
@@ -225,26 +225,6 @@ def _move_aside(checkpoints: Path, step: int) -> None:
     multihost_utils.sync_global_devices(f"rqa_jax: moved checkpoint {step} aside")
 
 
-def export_dual(out: Path, config: ml_collections.ConfigDict, params: Any, tokenizer: Any) -> Path:
-    """Writes the towers as HF dirs under ``out`` (one dir if tied, else ``query_encoder/`` +
-    ``passage_encoder/``) that :func:`rqa_jax.load_model` reads back."""
-    bert_config = builders.bert_config_for(config)
-    settings = {"pooling": config.pooling, "normalize": config.normalize, "q_max_len": config.q_max_len,
-                "p_max_len": config.p_max_len, "title_form": config.title_form}  # fmt: skip
-    if config.tie_towers:
-        hf.export_bert(out, bert_config, params["encoder"], tokenizer, config.pooling, config.normalize,
-                       config.p_max_len, settings)  # fmt: skip
-    else:
-        for name, max_len in (
-            ("query_encoder", config.q_max_len),
-            ("passage_encoder", config.p_max_len),
-        ):
-            hf.export_bert(out / name, bert_config, params[name], tokenizer, config.pooling, config.normalize,
-                           max_len, settings)  # fmt: skip
-        (out / "rqa_jax.json").write_text(json.dumps(settings, indent=2) + "\n")
-    return out
-
-
 @dataclasses.dataclass
 class Task:
     """What differs between training a retriever and a re-ranker; the loop does the rest."""
@@ -290,15 +270,6 @@ def dual_task(config: ml_collections.ConfigDict, workdir: Path) -> Task:
         evaluator=evaluator,
         export=lambda workdir, params: export_dual(workdir / "export", config, params, tokenizer),
     )
-
-
-def export_cross(out: Path, config: ml_collections.ConfigDict, bert_config: Any, params: Any,
-                 tokenizer: Any) -> Path:  # fmt: skip
-    """The re-ranker as an HF sequence-classification dir, with its input settings."""
-    input_form = {"pair_form": config.pair_form, "title_form": config.title_form,
-                  "q_max_len": config.cross_q_max_len or None}  # fmt: skip
-    return hf.export_cross_encoder(out, bert_config, config.cross_head, params, tokenizer,
-                                   config.cross_max_len, extra_settings=input_form)  # fmt: skip
 
 
 def _rerank_evaluator(
