@@ -23,6 +23,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # step 1's random corpus negatives, drawn afresh per epoch ("triples": MS MARCO's triples)
     c.data.negatives = "random"
     c.data.num_random_negatives = 1
+    # the released de0 data (README: "we add 4 negative passages randomly sampled"): 4 lines
+    # per (query, positive), one negative each, so an epoch is 4x the pairs (~520 steps of
+    # 4096; 40 epochs ~20.8k steps)
+    c.data.random_negative_lines = 4
     # run_marco.sh STEP1: run_dual_encoder_train.sh ... 40 8 -> 8 GPUs x batch_size=512
     # (model/script/run_dual_encoder_train.sh), all passages shared (--use_cross_batch true)
     c.train_batch_size = 4096

@@ -176,3 +176,42 @@ def test_tfds_nq_dpr_is_read_lazily_with_sampled_negatives(tmp_path):
     by_query = {ex["query"]: ex for ex in plain}  # TFDS's order is its own; same draws per example
     for ex in source.read(range(6), epoch=1):
         assert ex["positive"] == by_query[ex["query"]]["positive"] and len(ex["negatives"]) == 2
+
+
+def test_step_one_lays_out_four_lines_per_pair_as_the_released_data(marco_dir, tmp_path):
+    """random_negative_lines=4: each (query, positive) four times an epoch, one negative per
+    line, the four distinct and never judged, drawn afresh per epoch; the epoch is 4x longer
+    and 1 line a pair is the draw it always was."""
+    one = dual_config(source="marco", dir=str(marco_dir))
+    four = dual_config(source="marco", dir=str(marco_dir), random_negative_lines=4)
+    base, _ = builders.dual_data(one, tmp_path)
+    lines, _ = builders.dual_data(four, tmp_path)
+    assert len(lines) == 4 * len(base) == 120
+    qrels = F.read_qrels(marco_dir / "qrels.train.tsv")
+    qid = {q.text: q.id for q in F.iter_queries(marco_dir / "queries.train.tsv")}
+    for epoch in (0, 1):
+        got = lines.read(range(len(lines)), epoch=epoch)
+        assert [e["positive"] for e in got] == [e["positive"] for e in base for _ in range(4)]
+        for p in range(len(base)):
+            group = got[4 * p : 4 * p + 4]
+            ids = [e["negatives"][0]["id"] for e in group]
+            assert len(set(ids)) == 4 and not set(ids) & set(qrels[qid[group[0]["query"]]])
+    assert lines.read([5], 0) != lines.read([5], 1)
+    # steps per epoch: the released data's lines / batch (MS MARCO: 532,761 pairs x 4 / 4096)
+    spec = BatchSpec("dual", 8, 16, 16)
+    assert Loader(lines, None, spec, collate=list).steps_per_epoch == 120 // 8
+    # ignored elsewhere: refused
+    with pytest.raises(ValueError, match="random_negative_lines=4 would be ignored"):
+        builders.dual_data(dual_config(source="marco", dir=str(marco_dir), negatives="triples",
+                                       random_negative_lines=4), tmp_path)  # fmt: skip
+
+
+def test_marco_step_one_config_has_the_released_epoch():
+    """MS MARCO step 1: 532,761 train (query, positive) pairs x 4 lines / 4096 a batch = 520
+    steps per epoch, 40 epochs ~ 20.8k steps (the released de0 data's size)."""
+    from configs import rocketqa_v1_marco
+
+    c = rocketqa_v1_marco.get_config()
+    lines = 532_761 * c.data.random_negative_lines
+    assert c.data.num_random_negatives == 1 and lines == 2_131_044
+    assert c.num_epochs * (lines // c.train_batch_size) == 40 * 520 == 20_800

@@ -279,22 +279,45 @@ class MappedSource(Source):
 class MarcoRandomNegatives(Source):
     """MS MARCO (query, positive) pairs (records of :func:`marco_pair_records`) with
     ``num_negatives`` random corpus negatives drawn per (seed, epoch, index): RocketQA step
-    1. ``corpus`` is a :class:`rqa_jax.data.store.CorpusStore`; nothing is held in memory."""
+    1. ``corpus`` is a :class:`rqa_jax.data.store.CorpusStore`; nothing is held in memory.
+
+    ``lines`` > 1 lays each pair out ``lines`` times per epoch, each line with its own
+    negatives, distinct across the pair's lines: the released step-1 data holds 4 random
+    negatives per query, one per line, so an epoch there is 4 lines per (query, positive)."""
 
     epoch_dependent = True
 
-    def __init__(self, pairs: Any, corpus: Any, num_negatives: int, seed: int = 0) -> None:
-        self.pairs, self.corpus, self.k, self.seed = pairs, corpus, num_negatives, seed
+    def __init__(
+        self, pairs: Any, corpus: Any, num_negatives: int, seed: int = 0, lines: int = 1
+    ) -> None:
+        if lines < 1:
+            raise UserInputError(f"lines per (query, positive) must be at least 1, got {lines}")
+        self.pairs, self.corpus, self.k, self.seed, self.lines = (
+            pairs,
+            corpus,
+            num_negatives,
+            seed,
+            lines,
+        )
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.pairs) * self.lines
+
+    def _negatives(self, row: int, epoch: int, judged: Collection[int], n: int) -> list[int]:
+        if self.lines == 1:  # one line per pair: the draw of the pair's own index
+            return random_rows(example_rng(self.seed, epoch, row), n, self.k, judged)
+        pair, line = divmod(row, self.lines)
+        drawn = random_rows(example_rng(self.seed, epoch, pair), n, self.k * self.lines, judged)
+        return drawn[line * self.k : (line + 1) * self.k]
 
     def read(self, rows: Sequence[int], epoch: int = 0) -> list[Example]:
         rows = [int(r) for r in rows]
-        records = read_rows(self.pairs, rows)
+        records = read_rows(self.pairs, [r // self.lines for r in rows])
         n = len(self.corpus)
-        negs = [random_rows(example_rng(self.seed, epoch, r), n, self.k, judged)
-                for r, (_, _, judged) in zip(rows, records, strict=True)]  # fmt: skip
+        negs = [
+            self._negatives(r, epoch, judged, n)
+            for r, (_, _, judged) in zip(rows, records, strict=True)
+        ]
         found = self.corpus.passages([rec[1] for rec in records] + [x for ns in negs for x in ns])
         out, at = [], len(records)
         for (query, _, _), i in zip(records, range(len(records)), strict=True):

@@ -202,6 +202,13 @@ def check_data(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"{reads}; data.{key}={value!r} would be ignored: {hints[key]}")
         if not config.eval_every:
             _note(f"eval_every=0: data.{key}={value!r} (read for dev evaluation only) is not read")
+    lines = d.get("random_negative_lines", 1)
+    if lines != 1 and not (
+        task == "dual" and d.source in ("sample", "marco") and d.negatives == "random"
+    ):
+        raise ConfigError(f"data.random_negative_lines={lines} would be ignored: it lays out step 1's "
+                          "random negatives (task 'dual', data.source 'marco' or 'sample', "
+                          "data.negatives='random')")  # fmt: skip
     if d.dev_candidates_run and parse_dev_corpus(d.dev_corpus)[0] != "run":
         raise ConfigError(f"data.dev_candidates_run={d.dev_candidates_run!r} would be ignored: it is "
                           f"read only with data.dev_corpus='run:K' (got {d.dev_corpus!r})")  # fmt: skip
@@ -321,9 +328,8 @@ def _marco_dual(config: ml_collections.ConfigDict, root: Path, workdir: Path) ->
     corpus = marco_corpus(d, root, workdir)
     pairs = _stored(d, workdir, "marco_pairs", [queries, qrels], {"corpus": corpus.dir.name},
                     lambda: E.marco_pair_records(queries, qrels, corpus.rows_of))  # fmt: skip
-    return E.MarcoRandomNegatives(
-        store.RecordStore(pairs), corpus, d.num_random_negatives, config.seed
-    )
+    return E.MarcoRandomNegatives(store.RecordStore(pairs), corpus, d.num_random_negatives, config.seed,
+                                  d.random_negative_lines)  # fmt: skip
 
 
 def _dpr_with_positives(source: Any) -> list[int]:
