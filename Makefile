@@ -27,10 +27,11 @@ demo-v2: setup
 
 # RocketQAv2 from a re-ranker with room to learn (v1's ce stopped after 80 of 640 steps),
 # where joint and static distillation part ways (about 8 minutes, on its own):
-# demo_out/v2_weak_teacher/report.md
+# demo_out/v2_weak_teacher/report.md. Weak on purpose, so past the re-ranker guard.
 demo-v2-weak-teacher: setup
 	$(VENV)/bin/rqa pipeline v2 --config configs/demo_pipeline_v2.py \
 		--workdir demo_out/v2_weak_teacher --config.ablation_other_variant=False \
+		--config.guard.allow_weak_reranker=True \
 		--config.v1.reranker.num_train_steps=80 --config.v1.reranker.checkpoint_every=80
 
 lint: setup
