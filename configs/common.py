@@ -252,12 +252,12 @@ def get_pipeline_v1_config() -> ml_collections.ConfigDict:
             "top": 50,  # candidates the cross encoder scores
             "tau_neg": 0.1,  # a usable negative scores below this
             "per_positive": 4,  # MS MARCO 4, NQ 1
-            "pick": "random",  # random (paper) | rank (the released script: best-ranked first)
+            "pick": "rank",  # rank: best-ranked first (construct_marco_train_de.py) | random
             "seed": 0,
         }
     )
-    c.augment = ml_collections.ConfigDict(
-        {"top": 50, "tau_pos": 0.9, "tau_neg": 0.1, "negatives": 4, "seed": 0}
+    c.augment = ml_collections.ConfigDict(  # pick: as denoise.pick (construct_unlabel_train_de.py)
+        {"top": 50, "tau_pos": 0.9, "tau_neg": 0.1, "negatives": 4, "pick": "rank", "seed": 0}
     )
     c.eval = ml_collections.ConfigDict(
         {"depth": 1000, "rerank_top": 50, "index_backend": "scann",  # R@1000; ce re-ranks top 50

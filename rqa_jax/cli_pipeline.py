@@ -107,8 +107,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tau-neg", type=float, default=0.1, help="a negative scores below this (default 0.1)"
     )
-    p.add_argument("--pick", choices=["random", "rank"], default="random",
-                   help="random (paper) or best-ranked first (released script); default random")  # fmt: skip
+    p.add_argument("--pick", choices=["random", "rank"], default="rank",
+                   help="best-ranked first (the released script; default) or random")  # fmt: skip
+    p.add_argument("--not-negatives", default=None,
+                   help="qrels of passages never taken as negatives (RocketQA's "
+                        "qrels.train.addition.tsv: positives found by literal match)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
     p.set_defaults(func=_run_denoise)
 
@@ -125,6 +128,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tau-neg", type=float, default=0.1, help="negatives below this (default 0.1)")
     p.add_argument("--negatives", type=int, default=4, help="negatives per question (default 4)")
+    p.add_argument("--pick", choices=["random", "rank"], default="rank",
+                   help="best-ranked negatives first (the released script; default) or random")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
     p.set_defaults(func=_run_augment)
 
@@ -186,8 +191,10 @@ def _run_denoise(args: argparse.Namespace) -> int:
     if binrun.is_binary_run(args.run):
         return cli_runs.denoise(args)
 
+    not_negatives = F.read_qrels(args.not_negatives) if args.not_negatives else None
     pairs, stats, _ = L.denoise(F.read_run(args.run), F.read_qrels(args.qrels), L.read_scores(args.scores),
-                                args.per_positive, args.top, args.depth, args.tau_neg, args.seed, args.pick)  # fmt: skip
+                                args.per_positive, args.top, args.depth, args.tau_neg, args.seed, args.pick,
+                                not_negatives)  # fmt: skip
     lines = L.write_dual(
         args.output, pairs, _queries(args.queries), _corpus(args.corpus, args.titles)
     )
@@ -206,7 +213,7 @@ def _run_augment(args: argparse.Namespace) -> int:
         return cli_runs.augment(args)
 
     pairs, stats = L.augment(F.read_run(args.run), L.read_scores(args.scores), args.negatives, args.top,
-                             args.tau_pos, args.tau_neg, args.seed)  # fmt: skip
+                             args.tau_pos, args.tau_neg, args.seed, args.pick)  # fmt: skip
     lines = L.write_dual(
         args.output, pairs, _queries(args.queries), _corpus(args.corpus, args.titles)
     )

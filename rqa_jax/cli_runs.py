@@ -150,9 +150,10 @@ def denoise(args: argparse.Namespace) -> int:
     run, qrels = checked_run(args.run, corpus), F.read_qrels(args.qrels)
     scores = checked_run(args.scores, corpus)
     queries = queries_of(args.queries)
+    not_negatives = F.read_qrels(args.not_negatives) if args.not_negatives else None
     counts = chunked(Path(args.output), len(M.judged_rows(run, qrels)), M.CHUNK, lambda pi, pc: M.denoise_run(
         run, qrels, scores, queries, corpus, args.output, args.per_positive, args.top, args.depth, args.tau_neg,
-        args.seed, args.pick, None, M.CHUNK, pi, pc, False))  # fmt: skip
+        args.seed, args.pick, None, M.CHUNK, pi, pc, False, not_negatives))  # fmt: skip
     print(f"{counts['lines']} training lines -> {args.output}; {json.dumps(counts)}")
     return 0
 
@@ -167,7 +168,7 @@ def augment(args: argparse.Namespace) -> int:
     queries = queries_of(args.queries)
     counts = chunked(Path(args.output), len(run), M.CHUNK, lambda pi, pc: M.augment_run(
         run, scores, queries, corpus, args.output, args.negatives, args.top, args.tau_pos, args.tau_neg,
-        args.seed, None, M.CHUNK, pi, pc, False))  # fmt: skip
+        args.seed, None, M.CHUNK, pi, pc, False, args.pick))  # fmt: skip
     print(f"{counts['lines']} training lines -> {args.output}; {json.dumps(counts)}")
     return 0
 

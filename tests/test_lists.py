@@ -27,7 +27,7 @@ def test_denoise_thresholds_k_per_positive_and_never_a_positive():
     qrels = {"q": {"p0": 1, "p7": 1}}
     # top 50: p1..p9 score high (likely false negatives) except p2, p4; the rest low
     scores = {"q": {f"p{i}": (0.95 if i < 10 and i not in (2, 4) else 0.01) for i in range(50)}}
-    pairs, st, dropped = L.denoise(run, qrels, scores, per_positive=4, seed=3)
+    pairs, st, dropped = L.denoise(run, qrels, scores, per_positive=4, seed=3, pick="random")
     negs = [n for _, n in pairs["q"]]
     assert len(negs) == 8 and len(set(negs)) == 8  # 4 per positive, distinct
     assert {p for p, _ in pairs["q"]} == {"p0", "p7"}
@@ -37,8 +37,8 @@ def test_denoise_thresholds_k_per_positive_and_never_a_positive():
     assert dropped["q"] == {f"p{i}" for i in (1, 3, 5, 6, 8, 9)}
     assert st.dropped_as_false_negatives == 6 and st.top_candidates == 48
     assert st.topped_up_queries == 0 and st.negatives == 8
-    again, _, _ = L.denoise(run, qrels, scores, per_positive=4, seed=3)
-    other, _, _ = L.denoise(run, qrels, scores, per_positive=4, seed=4)
+    again, _, _ = L.denoise(run, qrels, scores, per_positive=4, seed=3, pick="random")
+    other, _, _ = L.denoise(run, qrels, scores, per_positive=4, seed=4, pick="random")
     assert again == pairs and other != pairs  # seeded
 
 
@@ -55,10 +55,28 @@ def test_denoise_tops_up_at_random_from_ranks_51_to_1000():
 
 
 def test_denoise_rank_pick_is_the_released_scripts_order():
+    """The default: the best-ranked usable candidates, written from the last chosen back
+    (the released script pops its list), positives in turn; addition pids never negatives."""
     run = _run("q", 100)
     scores = {"q": {f"p{i}": 0.0 for i in range(50)}}
-    pairs, _, _ = L.denoise(run, {"q": {"p1": 1}}, scores, per_positive=4, pick="rank")
-    assert [n for _, n in pairs["q"]] == ["p0", "p2", "p3", "p4"]
+    pairs, _, _ = L.denoise(run, {"q": {"p1": 1}}, scores, per_positive=4)
+    assert pairs["q"] == [("p1", "p4"), ("p1", "p3"), ("p1", "p2"), ("p1", "p0")]
+    two, _, _ = L.denoise(run, {"q": {"p1": 1, "p5": 1}}, scores, per_positive=2,
+                          not_negatives={"q": {"p2": 1}, "other": {"p3": 1}})  # fmt: skip
+    assert two["q"] == [("p1", "p6"), ("p5", "p4"), ("p1", "p3"), ("p5", "p0")]
+
+
+def test_v2_lists_never_take_addition_passages_as_negatives():
+    st = L.ListStats()
+    ranked = [f"p{i}" for i in range(6)]
+    rand = L.sampled_list("q", ranked, ["p0"], True, st, 5, 6, 0, not_negatives=["p3"])
+    assert rand[0] == "p0" and sorted(rand[1:]) == ["p1", "p2", "p4", "p5"]
+    scores = dict.fromkeys(ranked, 0.0)
+    aug = L.denoised_list(
+        "q", ranked, ["p0"], scores, st, 5, 6, 6, 0.1, 0.9, 0, not_negatives=["p2"]
+    )
+    assert aug[0] == "p0" and sorted(aug[1:]) == ["p1", "p3", "p4", "p5"]
+    assert L.sampled_list("q", ranked, ["p0"], True, st, 6, 6, 0, not_negatives=["p3"]) is None
 
 
 def test_denoise_refuses_unscored_top_candidates():

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -153,16 +153,20 @@ def denoise(
     depth: int = 1000,
     tau_neg: float = 0.1,
     seed: int = 0,
-    pick: str = "random",
+    pick: str = "rank",
+    not_negatives: Qrels | None = None,
 ) -> tuple[dict[str, list[tuple[str, str]]], DenoiseStats, dict[str, set[str]]]:
     """Denoised hard negatives per judged query → ({qid: [(positive, negative)]}, stats,
     {qid: candidates dropped as likely false negatives}).
 
     Each positive gets ``per_positive`` distinct negatives: top-``top`` candidates with a
-    cross-encoder score below ``tau_neg`` (``pick`` "random": a seeded random choice among
-    them, as the paper describes; "rank": the best-ranked first, as the released script),
+    cross-encoder score below ``tau_neg`` (``pick`` "rank": the best-ranked first, as the
+    released ``construct_marco_train_de.py``; "random": a seeded random choice among them),
     then random ones from ranks ``top``+1..``depth``. A labelled positive is never a
-    negative; a top candidate without a score is an error (score the top first)."""
+    negative, nor are ``not_negatives`` (RocketQA's ``qrels.train.addition.tsv``: passages
+    found to answer by literal match); a top candidate without a score is an error (score the
+    top first). As the released script, positive i (in qrels order) of a query's lines goes
+    with its negatives taken from the last chosen backwards."""
     if pick not in ("random", "rank"):
         raise UserInputError(f"pick must be 'random' or 'rank', got {pick!r}")
     pairs: dict[str, list[tuple[str, str]]] = {}
@@ -170,7 +174,8 @@ def denoise(
     st = DenoiseStats()
     for qid, docs in run.items():
         got = denoise_query(qid, [pid for pid, _ in docs], _positives(qrels, qid),
-                            ce_scores.get(qid, {}), st, per_positive, top, depth, tau_neg, seed, pick)  # fmt: skip
+                            ce_scores.get(qid, {}), st, per_positive, top, depth, tau_neg, seed, pick,
+                            _positives(not_negatives or {}, qid))  # fmt: skip
         if got is not None:
             pairs[qid], dropped[qid] = got
     return pairs, st, dropped
@@ -187,14 +192,15 @@ def denoise_query(
     depth: int = 1000,
     tau_neg: float = 0.1,
     seed: int = 0,
-    pick: str = "random",
+    pick: str = "rank",
+    not_negatives: Collection[Id] = (),
 ) -> tuple[list[tuple[Id, Id]], set[Id]] | None:
     """One query of :func:`denoise` → ([(positive, negative)], dropped) or None (no
     positive), counted into ``st``. Ids are passage ids or corpus rows alike: the draws
     depend only on the order of ``ranked``, so both give the same choices."""
     if not positives:
         return None
-    rng, pos_set = _rng(seed, qid), set(positives)
+    rng, pos_set = _rng(seed, qid), set(positives) | set(not_negatives)
     need = per_positive * len(positives)
     head = [pid for pid in ranked[:top] if pid not in pos_set]
     unscored = next((pid for pid in head if pid not in scores), None)
@@ -215,8 +221,9 @@ def denoise_query(
     st.negatives += len(chosen)
     st.top_candidates += len(head)
     st.dropped_as_false_negatives += len(dropped)
-    # negative i goes with positive i mod P: every positive gets its share
-    return [(positives[i % len(positives)], neg) for i, neg in enumerate(chosen)], dropped
+    # line i: positive i mod P with the i-th negative from the end (the released script pops
+    # its chosen list), so every positive gets its share
+    return [(positives[i % len(positives)], neg) for i, neg in enumerate(reversed(chosen))], dropped
 
 
 def undenoised(
@@ -225,7 +232,7 @@ def undenoised(
     """The ablation: negatives drawn from the top ``top`` without the cross encoder's filter
     (RocketQA Table 3's "hard negatives w/o denoising")."""
     scores = {q: {pid: float("-inf") for pid, _ in docs[:top]} for q, docs in run.items()}
-    return denoise(run, qrels, scores, per_positive, top, top, float("inf"), seed)[0]
+    return denoise(run, qrels, scores, per_positive, top, top, float("inf"), seed, "random")[0]
 
 
 def false_negative_quality(
@@ -272,17 +279,19 @@ def augment(
     tau_pos: float = 0.9,
     tau_neg: float = 0.1,
     seed: int = 0,
+    pick: str = "rank",
 ) -> tuple[dict[str, list[tuple[str, str]]], AugmentStats]:
     """Pseudo-labelled training pairs for unlabeled questions → ({qid: [(pseudo positive,
     negative)]}, stats). The top-``top`` passage with the highest score becomes the positive
     when that score is above ``tau_pos``; up to ``negatives`` passages scored below
-    ``tau_neg`` (seeded random choice) are its negatives. A question with no confident
+    ``tau_neg`` (``pick``: best-ranked first, or a seeded random choice) are its negatives.
+    A question with no confident
     positive, or with no passage below ``tau_neg``, is skipped and counted."""
     out: dict[str, list[tuple[str, str]]] = {}
     st = AugmentStats()
     for qid, docs in run.items():
         got = augment_query(qid, [pid for pid, _ in docs], ce_scores.get(qid, {}), st, negatives,
-                            top, tau_pos, tau_neg, seed)  # fmt: skip
+                            top, tau_pos, tau_neg, seed, pick)  # fmt: skip
         if got is not None:
             out[qid] = got
     return out, st
@@ -298,9 +307,11 @@ def augment_query(
     tau_pos: float = 0.9,
     tau_neg: float = 0.1,
     seed: int = 0,
+    pick: str = "rank",
 ) -> list[tuple[Id, Id]] | None:
     """One question of :func:`augment` → [(pseudo positive, negative)] or None (skipped),
-    counted into ``st``."""
+    counted into ``st``. ``pick`` "rank": the best-ranked usable negatives, as the released
+    ``construct_unlabel_train_de.py``; "random": a seeded random choice among them."""
     st.questions += 1
     head = [pid for pid in ranked[:top] if pid in scores]
     if not head:
@@ -314,7 +325,12 @@ def augment_query(
     if not usable:
         st.skipped_no_negative += 1
         return None
-    chosen = _rng(seed, qid).sample(usable, min(negatives, len(usable)))
+    if pick == "rank":
+        chosen = usable[:negatives]
+    elif pick == "random":
+        chosen = _rng(seed, qid).sample(usable, min(negatives, len(usable)))
+    else:
+        raise UserInputError(f"pick must be 'random' or 'rank', got {pick!r}")
     st.pseudo_positives += 1
     st.negatives += len(chosen)
     return [(best, neg) for neg in chosen]
@@ -393,13 +409,14 @@ def sampled_lists(
 
 def sampled_list(
     qid: str, ranked: Sequence[Id], positives: Sequence[Id], judged: bool, st: ListStats,
-    list_size: int, depth: int = 1000, seed: int = 0,
+    list_size: int, depth: int = 1000, seed: int = 0, not_negatives: Collection[Id] = (),
 ) -> list[Id] | None:  # fmt: skip
-    """One query of :func:`sampled_lists` (``judged``: the query is in the qrels)."""
+    """One query of :func:`sampled_lists` (``judged``: the query is in the qrels);
+    ``not_negatives`` (RocketQA's ``qrels.train.addition.tsv``) are never negatives."""
     if not positives:
         st.skipped_no_positive += judged
         return None
-    pos_set = set(positives)
+    pos_set = set(positives) | set(not_negatives)
     pool = [pid for pid in ranked[:depth] if pid not in pos_set]
     if len(pool) < list_size - 1:
         st.skipped_too_few_candidates += 1
@@ -447,8 +464,9 @@ def denoised_list(
     tau_neg: float = 0.1,
     tau_pos: float = 0.9,
     seed: int = 0,
+    not_negatives: Collection[Id] = (),
 ) -> list[Id] | None:
-    """One query of :func:`denoised_lists`."""
+    """One query of :func:`denoised_lists`; ``not_negatives`` are never negatives."""
     head = [pid for pid in ranked[:top] if pid in scores]
     confident = {pid for pid in head if scores[pid] > tau_pos}
     if positives:
@@ -459,7 +477,7 @@ def denoised_list(
     else:
         st.skipped_no_positive += 1
         return None
-    keep_out = set(positives) | confident | {first}
+    keep_out = set(positives) | confident | {first} | set(not_negatives)
     st.excluded_confident += len(confident - set(positives) - {first})
     rng = _rng(seed, qid)
     usable = [pid for pid in head if scores[pid] < tau_neg and pid not in keep_out]

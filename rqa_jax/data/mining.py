@@ -249,18 +249,20 @@ def denoise_run(
     depth: int = 1000,
     tau_neg: float = 0.1,
     seed: int = 0,
-    pick: str = "random",
+    pick: str = "rank",
     planted: Planted | None = None,
     chunk_queries: int = CHUNK,
     process_index: int = 0,
     process_count: int = 1,
     progress: bool = True,
+    not_negatives: Qrels | None = None,
 ) -> None:
     """:func:`rqa_jax.data.lists.denoise` over the judged queries of a binary run, writing
     RocketQA's dual TSV parts of ``out`` (merge with :func:`merge_parts` over
     ``len(judged_rows(run, qrels))`` queries). ``scores`` is :func:`score_run`'s output over
     those queries (row j = the j-th judged query); None gives the undenoised ablation (any
-    top-``top`` candidate may be a negative, no top-up)."""
+    top-``top`` candidate may be a negative, no top-up). ``not_negatives``: passages never
+    taken as a query's negatives (RocketQA's ``qrels.train.addition.tsv``)."""
     if pick not in ("random", "rank"):
         raise UserInputError(f"pick must be 'random' or 'rank', got {pick!r}")
     judged = judged_rows(run, qrels)
@@ -283,7 +285,8 @@ def denoise_run(
                 else dict.fromkeys(ranked[:top], -math.inf)
             )
             got = L.denoise_query(qid, ranked, positive_rows(qrels, qid, corpus), qs, st, per_positive,
-                                  top, depth, tau_neg, seed, pick)  # fmt: skip
+                                  top, depth, tau_neg, seed, pick,
+                                  positive_rows(not_negatives or {}, qid, corpus))  # fmt: skip
             if got is None:
                 continue
             pairs.append((qid, got[0]))
@@ -319,6 +322,7 @@ def augment_run(
     process_index: int = 0,
     process_count: int = 1,
     progress: bool = True,
+    pick: str = "rank",
 ) -> None:
     """:func:`rqa_jax.data.lists.augment` over a binary run of unlabeled questions and its
     scores (the same queries), writing dual TSV parts of ``out``. With ``truth`` (hidden
@@ -331,7 +335,7 @@ def augment_run(
         for i in items:
             qid = run.qids[i]
             got = L.augment_query(qid, run.row(i)[0].tolist(), score_map(scores, i), st, negatives,
-                                  top, tau_pos, tau_neg, seed)  # fmt: skip
+                                  top, tau_pos, tau_neg, seed, pick)  # fmt: skip
             if got is None:
                 continue
             pairs.append((qid, got))
@@ -363,11 +367,13 @@ def lists_run(
     process_index: int = 0,
     process_count: int = 1,
     progress: bool = True,
+    not_negatives: Qrels | None = None,
 ) -> int:
     """RocketQAv2's lists over the ``selected`` run queries (all by default), as joint TSV
     parts of ``out``: "rand" (:func:`rqa_jax.data.lists.sampled_lists`) without ``scores``,
     "aug" (:func:`rqa_jax.data.lists.denoised_lists`) with them (row j = the j-th selected
-    query). Returns the number of selected queries (what :func:`merge_parts` takes)."""
+    query); ``not_negatives`` (``qrels.train.addition.tsv``) are never negatives. Returns
+    the number of selected queries (what :func:`merge_parts` takes)."""
     selected = np.arange(len(run)) if selected is None else np.asarray(selected, np.int64)
     if scores is not None and scores.qids != [run.qids[i] for i in selected]:
         raise UserInputError(
@@ -380,13 +386,14 @@ def lists_run(
             i = int(selected[j])
             qid, ranked = run.qids[i], run.row(i)[0].tolist()
             positives = positive_rows(qrels, qid, corpus)
+            extra = positive_rows(not_negatives or {}, qid, corpus)
             if scores is None:
                 got = L.sampled_list(
-                    qid, ranked, positives, qid in qrels, st, list_size, depth, seed
+                    qid, ranked, positives, qid in qrels, st, list_size, depth, seed, extra
                 )
             else:
                 got = L.denoised_list(qid, ranked, positives, score_map(scores, j), st, list_size,
-                                      top, depth, tau_neg, tau_pos, seed)  # fmt: skip
+                                      top, depth, tau_neg, tau_pos, seed, extra)  # fmt: skip
             if got is not None:
                 lists.append((qid, got))
         F.write_joint_lists(part, _joint_lines(lists, queries, corpus))

@@ -81,6 +81,9 @@ class Dataset:
             if unlabeled_path.is_file()
             else {}
         )
+        # RocketQA's extra train positives found by literal match: never negatives
+        addition = F.marco_file(root, "qrels.train.addition", required=False)
+        self.not_negatives = F.read_qrels(addition) if addition else {}
         planted = root / "false_negatives.train.tsv"
         self.planted = F.read_qrels(planted) if planted.is_file() else {}
         self.dev_judged = {
@@ -256,7 +259,7 @@ def run_pipeline(
             return R.chunked(out, len(judged), M.CHUNK, lambda pi, pc: M.denoise_run(
                 run, qrels, with_scores, queries, ds.corpus, out, dn.per_positive, dn.top,
                 config.mine.depth, dn.tau_neg, dn.seed, dn.pick, planted if with_scores else None,
-                M.CHUNK, pi, pc, progress))  # fmt: skip
+                M.CHUNK, pi, pc, progress, ds.not_negatives))  # fmt: skip
 
         counts = denoise(d / "train.tsv", scores)
         denoise(d / "train.undenoised.tsv", None)
@@ -305,7 +308,7 @@ def run_pipeline(
         truth = F.read_qrels(hidden) if hidden.is_file() else None
         counts = R.chunked(d / "augmented.tsv", len(run), M.CHUNK, lambda pi, pc: M.augment_run(
             run, scores, ds.unlabeled, ds.corpus, d / "augmented.tsv", au.negatives, au.top,
-            au.tau_pos, au.tau_neg, au.seed, truth, M.CHUNK, pi, pc, progress))  # fmt: skip
+            au.tau_pos, au.tau_neg, au.seed, truth, M.CHUNK, pi, pc, progress, au.pick))  # fmt: skip
         fields = [f.name for f in dataclasses.fields(L.AugmentStats)]
         out: dict[str, Any] = {"stats": {k: counts[k] for k in fields}}
         if truth is not None:  # the sample knows the answers: how right are the pseudo labels?

@@ -152,9 +152,11 @@ def run_pipeline(
 
         def lists(path: Path, run: BinaryRun, qrels: F.Qrels, scores: BinaryRun | None, queries: dict[str, str],
                   selected: np.ndarray) -> dict[str, Any]:  # fmt: skip
+            # the train queries' extra literal-match positives are never negatives
+            not_negatives = ds.not_negatives if run is train_run else None
             counts = R.chunked(path, len(selected), M.CHUNK, lambda pi, pc: M.lists_run(
                 run, qrels, scores, queries, ds.corpus, path, m, lc.top, lc.depth, lc.tau_neg,
-                lc.tau_pos, lc.seed, selected, M.CHUNK, pi, pc, progress))  # fmt: skip
+                lc.tau_pos, lc.seed, selected, M.CHUNK, pi, pc, progress, not_negatives))  # fmt: skip
             files.append(path)
             return {f.name: counts[f.name] for f in dataclasses.fields(L.ListStats)}
 
