@@ -135,3 +135,117 @@ def test_augmented_data_equals_construct_unlabel_train_de(
             assert ours.split("\t")[4] == texts["2"]
     for name, got in outputs.items():
         assert got == want, name
+
+
+def test_answer_matching_equals_the_released_matchers():
+    """21 cases the released matchers were run on: RocketQA's training-data matcher on raw
+    and loaded answers, and nq_eval's (DPR's tokens) on loaded and raw answers."""
+    import json
+
+    from rqa_jax.eval.answers import contains_answer, has_answer, released_answers
+
+    fx = FIXTURES / "has_answer"
+    cases = {}
+    for line in (fx / "inputs" / "cases.tsv").read_text(encoding="utf-8").splitlines():
+        case, text, *answers = line.split("\t")
+        cases[case] = (text, answers)
+    rows = (fx / "outputs" / "has_answer_results.tsv").read_text(encoding="utf-8").splitlines()
+    header, rows = rows[0].split("\t"), rows[1:]
+    assert header[:5] == ["case", "v1_raw", "v1_loaded", "nq_eval_loaded", "nq_eval_raw"]
+    assert len(rows) == 21
+    for row in rows:
+        case, *flags, loaded = row.split("\t")
+        text, raw = cases[case]
+        # load_answers strips the whole line first: the last answer loses trailing blanks
+        read = [*raw[:-1], raw[-1].rstrip()] if raw else raw
+        assert released_answers(read) == json.loads(loaded), case
+        got = [contains_answer(text, raw), contains_answer(text, released_answers(read)),
+               has_answer(text, released_answers(read)), has_answer(text, raw)]  # fmt: skip
+        want = [f == "1" for f in flags]
+        if case == "only_dots_answer":  # "..." loads as "": nq_eval's token match takes an
+            want[2] = False  # empty answer as found anywhere; ours finds an empty answer nowhere
+        assert got == want, case
+
+
+def test_answer_recall_equals_nq_eval():
+    """The released nq_eval.py on 6 test questions: R@5 3/6, R@10 = R@20 4/6, R@50 = R@100
+    5/6 (a title-only match and 'art' inside 'start' do not count; 'Jr.' finds 'Jr')."""
+    from rqa_jax.eval.answers import answer_recall
+
+    fx = FIXTURES / "nq_eval" / "inputs"
+    run = F.read_run(fx / "res.top100")
+    answers = {}
+    for line in (fx / "corpus" / "nq" / "test.answers.txt").read_text().strip().splitlines():
+        qid, *golds = line.strip().split("\t")
+        answers[qid] = golds
+    texts = dict(
+        line.split("\t", 1) for line in (fx / "corpus" / "nq" / "para.txt").read_text().splitlines()
+    )
+    got = answer_recall(run, answers, texts, (5, 10, 20, 50, 100))
+    stdout = (FIXTURES / "nq_eval" / "outputs" / "nq_eval.stdout").read_text().splitlines()
+    want = {f"answer_recall@{k}": float(v) for k, v in
+            (line.removeprefix("recall@").split(": ") for line in stdout if line.startswith("recall@"))}  # fmt: skip
+    assert got == pytest.approx(want) and len(want) == 5
+
+
+def _nq_inputs(tmp_path: Path, fixture: str):
+    """A fixture's NQ inputs as a corpus store, a binary top-100 run, questions, answers."""
+    from rqa_jax.cli_runs import corpus_store
+    from rqa_jax.data import binrun
+
+    nq = FIXTURES / fixture / "inputs" / "corpus" / "nq"
+    corpus, titles = _corpus(nq, tmp_path)
+    store = corpus_store(str(corpus), str(titles), False)
+    queries = dict(
+        line.split("\t", 1) for line in (nq / "train.query.txt").read_text().splitlines()
+    )
+    answers = {}
+    for line in (nq / "train.answers.txt").read_text().splitlines():
+        qid, *golds = line.strip().split("\t")
+        answers[qid] = golds
+    recall = FIXTURES / fixture / "inputs" / "res.top100"
+    binrun.text_to_binary(
+        recall, tmp_path / "run.bin", store.rows_of, len(store), store.fingerprint()
+    )
+    return store, binrun.BinaryRun(tmp_path / "run.bin"), queries, answers, recall
+
+
+def test_nq_reranker_data_equals_construct_nq_train_ce(tmp_path, monkeypatch):
+    """The first answer-holding passage of the top 100 (text or title, RocketQA's matcher) is
+    the positive, a random one holding none the negative (the inputs leave one choice)."""
+    from rqa_jax.data import mining as M
+
+    monkeypatch.setenv("RQA_CACHE_DIR", str(tmp_path / "cache"))
+    store, run, queries, answers, _ = _nq_inputs(tmp_path, "construct_nq_train_ce")
+    n = M.nq_cross_run(run, answers, queries, store, tmp_path / "ce.tsv", 100, 0, 2, progress=False)
+    counts = M.merge_parts(tmp_path / "ce.tsv", n, 2)
+    want = _by_query(FIXTURES / "construct_nq_train_ce" / "outputs" / "nq_ce0.tsv")
+    assert _by_query(tmp_path / "ce.tsv") == want
+    assert counts["lines"] == sum(map(len, want.values())) and counts["queries"] == 6
+
+
+def test_nq_denoised_data_equals_construct_nq_train_de(tmp_path, monkeypatch):
+    """In rank order over the top 100: the first answer-holding passage (whatever its score)
+    and the first holding none scored below 0.1 (strict); one line a query, or none."""
+    from rqa_jax.data import binrun
+    from rqa_jax.data import mining as M
+
+    monkeypatch.setenv("RQA_CACHE_DIR", str(tmp_path / "cache"))
+    fx = FIXTURES / "construct_nq_train_de"
+    store, run, queries, answers, recall = _nq_inputs(tmp_path, "construct_nq_train_de")
+    _scores_run(
+        recall, fx / "inputs" / "recall_top100_trainset.tsv.score", 100, tmp_path / "scores.tsv"
+    )
+    binrun.text_to_binary(tmp_path / "scores.tsv", tmp_path / "scores.bin", store.rows_of, len(store),
+                          store.fingerprint())  # fmt: skip
+    scores = binrun.BinaryRun(tmp_path / "scores.bin")
+    n = M.nq_denoise_run(run, answers, scores, queries, store, tmp_path / "de.tsv", 100, 0.1, 3,
+                         progress=False)  # fmt: skip
+    counts = M.merge_parts(tmp_path / "de.tsv", n, 3)
+    want = _by_query(fx / "outputs" / "nq_de1_denoise.tsv")
+    assert _by_query(tmp_path / "de.tsv") == want
+    assert (counts["queries"], counts["lines"], counts["no_positive_or_negative"]) == (
+        7,
+        len(want),
+        7 - len(want),
+    )

@@ -336,6 +336,43 @@ def augment_query(
     return [(best, neg) for neg in chosen]
 
 
+# ----------------------------------------------------------------------------- NQ
+
+
+def nq_cross_query(
+    qid: str, ranked: Sequence[Id], holds: Sequence[bool], seed: int = 0, depth: int = 100
+) -> tuple[Id | None, Id | None]:
+    """One question of RocketQA's NQ re-ranker data (released ``construct_nq_train_ce.py``):
+    among the retriever's top ``depth``, the first passage holding an answer (``holds[i]``:
+    rank i's text or title contains one) is the positive and one passage holding none,
+    drawn at random (seeded by (seed, qid); the released draw is unseeded), the negative;
+    either may be None."""
+    top = list(zip(ranked[:depth], holds[:depth], strict=False))
+    positive = next((pid for pid, hit in top if hit), None)
+    others = [pid for pid, hit in top if not hit]
+    return positive, (_rng(seed, qid).choice(others) if others else None)
+
+
+def nq_denoise_query(
+    ranked: Sequence[Id], holds: Sequence[bool], scores: Mapping[Id, float] | None,
+    depth: int = 100, tau_neg: float = 0.1,
+) -> tuple[Id, Id] | None:  # fmt: skip
+    """One question of RocketQA's denoised NQ data (released ``construct_nq_train_de.py``):
+    in rank order over the top ``depth``, the first passage holding an answer is the
+    positive (whatever its score) and the first holding none with a re-ranker score below
+    ``tau_neg`` the negative; None when either is missing. ``scores`` None: the undenoised
+    ablation (the first passage holding no answer)."""
+    positive = negative = None
+    for pid, hit in zip(ranked[:depth], holds[:depth], strict=False):
+        if hit:
+            positive = pid if positive is None else positive
+        elif negative is None and (scores is None or scores[pid] < tau_neg):
+            negative = pid
+        if positive is not None and negative is not None:
+            return positive, negative
+    return None
+
+
 # ----------------------------------------------------------------------------- write
 
 

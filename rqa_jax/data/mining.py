@@ -402,3 +402,98 @@ def lists_run(
     run_chunks(out, len(selected), chunk_queries, write_chunk, process_index, process_count,
                "lists", progress)  # fmt: skip
     return len(selected)
+
+
+# ----------------------------------------------------------------------------- NQ
+
+
+def _answer_holds(
+    items: range, run: BinaryRun, answers: Mapping[str, Sequence[str]], corpus: CorpusStore,
+    depth: int, selected: np.ndarray,
+) -> Iterator[tuple[str, list[int], list[bool], dict[int, tuple[str | None, str]]]]:  # fmt: skip
+    """Per selected query of the chunk: (qid, its top-``depth`` rows, whether each holds an
+    answer by RocketQA's training-data matcher on the text or else the title, the chunk's
+    texts by row)."""
+    from rqa_jax.eval.answers import contains_answer, released_answers
+
+    tops = []
+    for j in items:
+        i = int(selected[j])
+        rows = [r for r in run.row(i, depth)[0].tolist() if r != PAD]
+        tops.append((run.qids[i], rows))
+    wanted = sorted({r for _, rows in tops for r in rows})
+    text = dict(zip(wanted, corpus.texts(wanted), strict=True))
+    for qid, rows in tops:
+        golds = released_answers(answers[qid])
+        holds = [contains_answer(text[r][1], golds) or (text[r][0] is not None and contains_answer(text[r][0], golds))
+                 for r in rows]  # fmt: skip
+        yield qid, rows, holds, text
+
+
+def answered_rows(run: BinaryRun, answers: Mapping[str, Sequence[str]]) -> np.ndarray:
+    """The run's queries that have answers, in run order (NQ's data steps work on them)."""
+    return select(run, lambda q: q in answers)
+
+
+def nq_cross_run(
+    run: BinaryRun, answers: Mapping[str, Sequence[str]], queries: Mapping[str, str], corpus: CorpusStore,
+    out: str | Path, depth: int = 100, seed: int = 0, chunk_queries: int = CHUNK, process_index: int = 0,
+    process_count: int = 1, progress: bool = True,
+) -> int:  # fmt: skip
+    """RocketQA's NQ re-ranker data (:func:`rqa_jax.data.lists.nq_cross_query`) over the run's
+    answered queries as cross-encoder TSV parts of ``out`` (``query, title, para, label``:
+    the positive's line, then the negative's). Returns the number of those queries."""
+    selected = answered_rows(run, answers)
+
+    def write_chunk(items: range, part: Path) -> dict[str, Any]:
+        rows_out, counts = [], {"queries": 0, "positives": 0, "negatives": 0}
+        for qid, rows, holds, text in _answer_holds(items, run, answers, corpus, depth, selected):
+            pos, neg = L.nq_cross_query(qid, rows, holds, seed, depth)
+            counts["queries"] += 1
+            for row, label in ((pos, 1), (neg, 0)):
+                if row is not None:
+                    rows_out.append(
+                        F.CrossTrainRow(queries[qid], text[row][0], text[row][1], label)
+                    )
+                    counts["positives" if label else "negatives"] += 1
+        F.write_cross_train(part, rows_out)
+        return {**counts, "lines": len(rows_out)}
+
+    run_chunks(out, len(selected), chunk_queries, write_chunk, process_index, process_count, "nq ce data",
+               progress)  # fmt: skip
+    return len(selected)
+
+
+def nq_denoise_run(
+    run: BinaryRun, answers: Mapping[str, Sequence[str]], scores: BinaryRun | None, queries: Mapping[str, str],
+    corpus: CorpusStore, out: str | Path, depth: int = 100, tau_neg: float = 0.1, chunk_queries: int = CHUNK,
+    process_index: int = 0, process_count: int = 1, progress: bool = True,
+) -> int:  # fmt: skip
+    """RocketQA's denoised NQ data (:func:`rqa_jax.data.lists.nq_denoise_query`) over the
+    run's answered queries as dual TSV parts of ``out``, one line per query at most.
+    ``scores``: :func:`score_run` over those queries (row j = the j-th answered query); None
+    gives the undenoised ablation. Returns the number of answered queries."""
+    selected = answered_rows(run, answers)
+    if scores is not None and scores.qids != [run.qids[i] for i in selected]:
+        raise UserInputError(
+            f"{scores.path} scores other queries than the answered ones of {run.path}"
+        )
+
+    def write_chunk(items: range, part: Path) -> dict[str, Any]:
+        pairs: list[tuple[str, list[tuple[int, int]]]] = []
+        counts = {"queries": 0, "no_positive_or_negative": 0}
+        for j, (qid, rows, holds, _) in zip(items, _answer_holds(items, run, answers, corpus, depth, selected),
+                                             strict=True):  # fmt: skip
+            counts["queries"] += 1
+            got = L.nq_denoise_query(rows, holds, score_map(scores, j) if scores is not None else None,
+                                     depth, tau_neg)  # fmt: skip
+            if got is None:
+                counts["no_positive_or_negative"] += 1
+            else:
+                pairs.append((qid, [got]))
+        F.write_dual_train(part, _dual_lines(pairs, queries, corpus))
+        return {**counts, "lines": len(pairs)}
+
+    run_chunks(out, len(selected), chunk_queries, write_chunk, process_index, process_count, "nq denoise",
+               progress)  # fmt: skip
+    return len(selected)
