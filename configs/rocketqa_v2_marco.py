@@ -5,8 +5,14 @@ step-2 cross encoder (``rqa convert rocketqa`` imports the released ones):
 
     rqa train --config configs/rocketqa_v2_marco.py --workdir /mnt/ckpt/marco_joint \\
         --config.retriever.model_dir=/path/to/marco_de0 \\
-        --config.reranker.model_dir=/path/to/marco_ce0 \\
+        --config.reranker.model_dir=/path/to/marco_ce0 --config.reranker.cross_head=pooler_logit \\
         --config.data.path=/path/to/marco_joint.rand128+aug128
+
+The re-ranker head is the released joint model's ``v2`` ([CLS] → linear), which a
+checkpoint with that head continues (e.g. the released joint warm-up, converted). RocketQA's
+step-2 re-ranker has the v1 head (pooler → 2 logits): ``cross_head=pooler_logit`` continues
+it exactly, as its log-odds; a fresh ``v2`` head on it would throw its head away, so the
+project refuses that.
 
 ``get_config("runlocal")`` is a one-minute CPU smoke run (tiny random models, the sample).
 Every value taken from a released script names the file.

@@ -79,10 +79,17 @@ def test_pipeline_configs_have_paper_settings_and_a_runlocal_on_the_sample():
         marco.denoise.per_positive,
     ) == (1000, 50, 0.1, 4)
     assert (marco.augment.tau_pos, marco.later_epochs, marco.retriever.num_epochs) == (0.9, 10, 40)
-    assert (nq.mine.depth, nq.denoise.per_positive, nq.later_epochs) == (100, 1, 30)
+    assert (nq.mine.depth, nq.denoise.top, nq.denoise.per_positive, nq.later_epochs) == (
+        100,
+        100,
+        1,
+        30,
+    )
+    assert (nq.data.source, nq.retriever.data.source, nq.eval.depth) == ("nq", "dpr", 100)
     for module in (rocketqa_v1_pipeline_marco, rocketqa_v1_pipeline_nq, demo_pipeline_v1):
         small = module.get_config("runlocal")
-        assert small.data.source == "sample" and small.retriever.num_train_steps <= 4
+        want = "nq_sample" if module is rocketqa_v1_pipeline_nq else "sample"
+        assert small.data.source == want and small.retriever.num_train_steps <= 4
     demo = demo_pipeline_v1.get_config()
     assert demo.ablation_undenoised and demo.data.sample.false_negative_share > 0
 
@@ -92,7 +99,7 @@ def test_v2_configs_carry_the_released_values():
     from configs import rocketqa_v2_marco, rocketqa_v2_nq
 
     marco, nq = rocketqa_v2_marco.get_config(), rocketqa_v2_nq.get_config()
-    for c, m, lists, epochs in ((marco, 128, 96, 2), (nq, 32, 384, 3)):
+    for c, m, lists, epochs in ((marco, 128, 96, 2), (nq, 32, 96, 3)):
         assert (c.task, c.list_size, c.train_batch_size, c.num_epochs) == (
             "joint",
             m,
@@ -104,8 +111,8 @@ def test_v2_configs_carry_the_released_values():
         assert (c.kl_weight, c.temperature, c.cross_batch_weight) == (1.0, 1.0, 0.0)
         assert c.distillation == "released_code" and c.reranker.cross_head == "v2"
         assert (c.dtype, c.remat) == ("bfloat16", True)  # --use_mix_precision, --use_recompute
-    # lines per GPU: 384 = 3 lists of 128 = 12 lists of 32
-    assert marco.train_batch_size * 128 == nq.train_batch_size * 32
+    # 384 passages per GPU = 3 lists of 128 (MS MARCO, 32 GPUs) = 12 lists of 32 (NQ, 8 GPUs)
+    assert marco.train_batch_size * 128 // 32 == 384 == nq.train_batch_size * 32 // 8
 
 
 def test_joint_config_has_no_keys_it_would_ignore():
@@ -131,3 +138,22 @@ def test_the_configs_package_ships_in_the_wheel(tmp_path):
     shipped = {p.name for p in (root / "configs").glob("*.py")}
     assert {n.split("/", 1)[1] for n in names if n.startswith("configs/")} == shipped
     assert "rqa_jax/export.py" in names
+
+
+def test_documented_v2_commands_continue_a_v1_reranker_as_its_log_odds():
+    """The v2 configs' documented commands start from RocketQA's step-2 re-ranker (the v1
+    head), which the project refuses to give a fresh v2 head: they pass pooler_logit."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    for name in ("rocketqa_v2_marco.py", "rocketqa_v2_nq.py"):
+        doc = (root / "configs" / name).read_text().split('"""')[1]
+        command = re.search(r"rqa train .*?(?=\n\n|\Z)", doc, re.S).group(0)
+        assert "--config.reranker.model_dir=" in command and "cross_head=pooler_logit" in command, (
+            name
+        )
+    readme = (root / "README.md").read_text()
+    for command in re.findall(
+        r"rqa train --config configs/rocketqa_v2_marco.py.*?(?=\n[^ ])", readme, re.S
+    ):
+        assert "cross_head=pooler_logit" in command, command

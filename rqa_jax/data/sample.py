@@ -145,6 +145,18 @@ RESTATEMENTS = [
 ]
 
 
+# type -> attribute -> the answer string a question about it expects: part of the answer
+# passage (and of its restatements), matched in passages as NQ matches answers.
+ANSWERS: dict[str, dict[str, str]] = {
+    "town": {"founded": "{y}", "population": "{a} thousand", "export": "{d}", "mayor": "{n} {b}son"},
+    "company": {"founded": "{y}", "headquarters": "{b}", "employees": "{a} hundred", "product": "{d}"},
+    "river": {"length": "{a} kilometres", "source": "{b}", "mouth": "{b}", "bridge": "{y}"},
+    "scientist": {"born": "{y}", "discovery": "{c} reacts with {d}", "university": "{b}",
+                  "award": "{b} medal"},
+    "band": {"formed": "{y}", "album": "{c} Nights", "singer": "{n} {b}", "genre": "{d}-age rock"},
+}  # fmt: skip
+
+
 def generate(
     out_dir: str | Path,
     entities_per_type: int = 120,
@@ -155,6 +167,7 @@ def generate(
     false_negative_share: float = 0.0,
     max_restatements: int = 2,
     unlabeled_questions: int = 0,
+    with_answers: bool = False,
 ) -> dict[str, Path]:
     """Writes collection.tsv, titles.tsv, queries.{train,dev}.tsv and qrels.{train,dev}.tsv;
     returns their paths by short name. Same arguments, same files, byte for byte.
@@ -170,6 +183,8 @@ def generate(
     * ``unlabeled_questions`` > 0: ``queries.unlabeled.tsv``, questions about train-side
       entities that are neither train nor dev queries, whose answers are in the corpus
       (``qrels.unlabeled.hidden.tsv``, for judging pseudo labels only).
+    * ``with_answers``: ``answers.{train,dev}.tsv`` (``qid \t answer``), the string each
+      question asks for, found in its answer passage and that passage's restatements.
     """
     rng = random.Random(seed)
     out = Path(out_dir)
@@ -179,7 +194,8 @@ def generate(
     # (entity index, question text, answer pid) per possible question
     questions: list[tuple[int, str, str]] = []
     entity = 0
-    for attributes in SCHEMA.values():
+    answer_of: dict[str, str] = {}  # answer passage id -> the answer string
+    for kind, attributes in SCHEMA.items():
         for _ in range(entities_per_type):
             name = _name(rng, used)
             values = {
@@ -190,8 +206,9 @@ def generate(
                 "d": rng.choice(GOODS),
                 "n": rng.choice(PEOPLE),
             }
-            for p_templates, q_templates in attributes.values():
+            for attribute, (p_templates, q_templates) in attributes.items():
                 pid = str(len(passages))
+                answer_of[pid] = ANSWERS[kind][attribute].format(e=name, **values)
                 text = rng.choice(p_templates).format(e=name, **values)
                 passages.append(formats.TextRecord(pid, text, name))
                 questions.append((entity, rng.choice(q_templates).format(e=name), pid))
@@ -249,6 +266,10 @@ def generate(
         paths[f"qrels.{split}"] = out / f"qrels.{split}.tsv"
         formats.write_id_text(paths[f"queries.{split}"], queries)
         formats.write_qrels(paths[f"qrels.{split}"], qrels)
+        if with_answers:  # what each question asks for, as NQ gives answers
+            paths[f"answers.{split}"] = out / f"answers.{split}.tsv"
+            formats.write_lines(paths[f"answers.{split}"],
+                                [f"{prefix}{i}\t{answer_of[pid]}" for i, (_, _, pid) in enumerate(chosen)])  # fmt: skip
     if false_negative_share > 0:
         planted = {f"t{i}": dict.fromkeys(copies[pid], 1) for i, (_, _, pid) in enumerate(chosen_train)
                    if pid in copies}  # fmt: skip
@@ -267,6 +288,51 @@ def generate(
         formats.write_id_text(paths["queries.unlabeled"], [formats.TextRecord(f"u{i}", q) for i, (_, q, _) in enumerate(picked)])  # fmt: skip
         formats.write_qrels(paths["qrels.unlabeled.hidden"],
                             {f"u{i}": {pid: 1 for pid in (p, *copies.get(p, []))} for i, (_, _, p) in enumerate(picked)})  # fmt: skip
+    return paths
+
+
+def write_dpr_form(
+    sample_dir: str | Path, out_dir: str | Path, hard_negatives: int = 3
+) -> dict[str, Path]:
+    """A sample generated ``with_answers`` in DPR's Natural Questions form, as RocketQA's NQ
+    recipe reads it: ``psgs_w100.tsv`` (the corpus with titles), ``nq-train.json`` (train
+    questions, answers, their labelled passage as positive and up to ``hard_negatives``
+    other passages of the same entity as hard negatives, the way DPR's BM25 ones look
+    alike) and ``nq-test.qa.csv`` (the dev questions and answers)."""
+    src, out = Path(sample_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    titles = formats.read_titles(src / "titles.tsv")
+    passages = {r.id: formats.TextRecord(r.id, r.text, titles.get(r.id))
+                for r in formats.iter_collection(src / "collection.tsv")}  # fmt: skip
+    by_title: dict[str | None, list[str]] = {}
+    for pid, p in passages.items():
+        by_title.setdefault(p.title, []).append(pid)
+
+    def answers(split: str) -> dict[str, str]:
+        return dict(
+            line.split("\t", 1) for line in (src / f"answers.{split}.tsv").read_text().splitlines()
+        )
+
+    def ctx(pid: str) -> formats.Context:
+        return formats.Context(passages[pid].title, passages[pid].text, pid)
+
+    paths = {
+        "psgs": out / "psgs_w100.tsv",
+        "train": out / "nq-train.json",
+        "test": out / "nq-test.qa.csv",
+    }
+    formats.write_dpr_passages(paths["psgs"], passages.values())
+    qrels, gold = formats.read_qrels(src / "qrels.train.tsv"), answers("train")
+    examples = []
+    for q in formats.iter_queries(src / "queries.train.tsv"):
+        positives = list(qrels[q.id])
+        others = [pid for pid in by_title[passages[positives[0]].title] if pid not in positives]
+        examples.append(formats.DprExample(q.text, (gold[q.id],), tuple(map(ctx, positives)), (),
+                                           tuple(map(ctx, others[:hard_negatives]))))  # fmt: skip
+    formats.write_dpr_examples(paths["train"], examples)
+    gold = answers("dev")
+    formats.write_qa_pairs(paths["test"], [formats.QaPair(q.text, (gold[q.id],))
+                                           for q in formats.iter_queries(src / "queries.dev.tsv")])  # fmt: skip
     return paths
 
 

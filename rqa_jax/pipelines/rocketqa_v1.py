@@ -17,6 +17,11 @@
 
 Each model is evaluated on the dev queries (MRR@10, R@50, R@1000; the cross encoder
 re-ranks de0's top ``eval.rerank_top``); ``report.json`` / ``report.md`` gather the table.
+
+Natural Questions (``data.source`` "nq": DPR's files; "nq_sample": the sample in that form)
+runs the released NQ recipe instead (:mod:`rqa_jax.pipelines.nq`): de0 on DPR's training
+file, the re-ranker's pairs and the denoised pairs chosen by answer strings, answer
+recall@5/20/100 on the test questions.
 """
 
 from __future__ import annotations
@@ -92,24 +97,38 @@ class Dataset:
 
 
 def data_root(config: ml_collections.ConfigDict, workdir: Path) -> Path:
-    """The MS MARCO-format dir: ``data.dir``, or the sample generated into ``workdir/data``."""
+    """The data dir: ``data.dir`` (MS MARCO-format files for "marco", DPR's NQ files for
+    "nq"), or the sample generated into ``workdir/data`` ("sample": MS MARCO form;
+    "nq_sample": DPR form, with answer strings)."""
     d = config.data
-    if d.source == "marco":
+    if d.source in ("marco", "nq"):
         if not d.dir:
-            raise ConfigError("data.source 'marco' needs data.dir (the MS MARCO files)")
+            kind = "the MS MARCO files" if d.source == "marco" else "DPR's NQ files"
+            raise ConfigError(f"data.source {d.source!r} needs data.dir ({kind})")
         return Path(d.dir)
-    if d.source != "sample":
-        raise ConfigError(f"data.source must be sample|marco, got {d.source!r}")
-    return workdir / "data" / "files"
+    if d.source not in ("sample", "nq_sample"):
+        raise ConfigError(f"data.source must be sample|marco|nq|nq_sample, got {d.source!r}")
+    return workdir / "data" / ("files" if d.source == "sample" else "nq")
+
+
+def is_nq(config: ml_collections.ConfigDict) -> bool:
+    """NQ's recipe (answers decide positives; answer recall is the metric)?"""
+    return config.data.source in ("nq", "nq_sample")
 
 
 def _generate_sample(config: ml_collections.ConfigDict, root: Path) -> None:
-    from rqa_jax.data.sample import generate
+    from rqa_jax.data.sample import generate, write_dpr_form
 
-    s = config.data.sample
-    generate(root, s.entities_per_type, s.train_queries, s.dev_queries, s.seed,
+    s, nq = config.data.sample, config.data.source == "nq_sample"
+    files = root.parent / "files" if nq else root
+    generate(files, s.entities_per_type, s.train_queries, s.dev_queries, s.seed,
              false_negative_share=s.false_negative_share, max_restatements=s.max_restatements,
-             unlabeled_questions=s.unlabeled_questions)  # fmt: skip
+             unlabeled_questions=s.unlabeled_questions, with_answers=nq)  # fmt: skip
+    if nq:
+        write_dpr_form(files, root)
+        for name in ("queries.unlabeled.tsv", "qrels.unlabeled.hidden.tsv"):  # augmentation's
+            if (files / name).is_file():
+                (root / name).write_text((files / name).read_text())
 
 
 def _train(
@@ -149,25 +168,34 @@ def _write_run(path: Path, run: BinaryRun, corpus: store.CorpusStore) -> None:
     )
 
 
-def reranker_check(ds: Dataset, retrieved: Path, reranked: Path, rerank_top: int, denoise_top: int,
+def reranker_check(ds: Any, retrieved: Path, reranked: Path, rerank_top: int, denoise_top: int,
                    tau_neg: float, tau_pos: float) -> dict[str, Any]:  # fmt: skip
     """:func:`rqa_jax.eval.reranker_check.compare` on the dev files a re-ranker stage left: the
-    retriever's binary dev run and the re-ranked text run (both dev-sized, read whole)."""
+    retriever's binary dev run and the re-ranked text run (both dev-sized, read whole). On NQ
+    the passages holding an answer are the judged positives."""
+    from rqa_jax.pipelines import nq
+
     retriever_run = binrun.read_run_top(retrieved, rerank_top, ds.corpus.pid_of_rows)
-    return RC.compare(ds.dev_judged, retriever_run, F.read_run(reranked), rerank_top, denoise_top,
+    judged = (nq.judged_by_answers(ds, retriever_run, rerank_top) if isinstance(ds, nq.NqDataset)
+              else ds.dev_judged)  # fmt: skip
+    return RC.compare(judged, retriever_run, F.read_run(reranked), rerank_top, denoise_top,
                       tau_neg, tau_pos)  # fmt: skip
 
 
-def load_data(config: ml_collections.ConfigDict, pipe: Pipeline, progress: bool = False) -> Dataset:
-    """The ``data`` stage (the sample generated once, counts recorded) and the dataset."""
+def load_data(config: ml_collections.ConfigDict, pipe: Pipeline, progress: bool = False) -> Any:
+    """The ``data`` stage (the sample generated once, counts recorded) and the dataset (a
+    :class:`Dataset`, or an :class:`rqa_jax.pipelines.nq.NqDataset` for NQ)."""
+    from rqa_jax.pipelines.nq import NqDataset
+
     root = data_root(config, pipe.workdir)
-    loaded: list[Dataset] = []
+    kind = NqDataset if is_nq(config) else Dataset
+    loaded: list[Any] = []
 
     def data_stage(d: Path) -> dict[str, Any]:
-        if config.data.source == "sample":
+        if config.data.source in ("sample", "nq_sample"):
             on_process_0(lambda: _generate_sample(config, root), "sample data")
         loaded.append(
-            Dataset(root, config.data.unlabeled_queries, pipe.workdir / "data" / "stores", progress)
+            kind(root, config.data.unlabeled_queries, pipe.workdir / "data" / "stores", progress)
         )
         ds = loaded[0]
         return {"root": str(root), "passages": len(ds.corpus), "train_queries": len(ds.queries["train"]),
@@ -178,7 +206,7 @@ def load_data(config: ml_collections.ConfigDict, pipe: Pipeline, progress: bool 
     return (
         loaded[0]
         if loaded
-        else Dataset(root, config.data.unlabeled_queries, pipe.workdir / "data" / "stores")
+        else kind(root, config.data.unlabeled_queries, pipe.workdir / "data" / "stores")
     )
 
 
@@ -199,6 +227,15 @@ def run_pipeline(
     ds = load_data(config, pipe, progress)
     root = ds.root
     ev = config.eval
+    nq_recipe = is_nq(config)
+    from rqa_jax.pipelines import nq
+
+    def dev_metrics(run: BinaryRun, depth: int) -> dict[str, float]:
+        """MS MARCO: MRR@10, R@50, R@1000 on the dev qrels; NQ: answer recall@5/20/100 on the
+        test questions (none beyond the depth searched)."""
+        if nq_recipe:
+            return nq.answer_metrics(ds, run, depth)
+        return R.retrieval_metrics(ds.dev_judged, run, ds.corpus)
 
     def evaluate_retriever(d: Path, export: Path, train_run: bool) -> dict[str, Any]:
         retriever = R.Retriever(
@@ -213,7 +250,7 @@ def run_pipeline(
         _write_run(d / "dev.run", dev_run, ds.corpus)
         if train_run:  # the pool RocketQA mines from: binary, read by row
             retriever.search(ds.queries["train"], config.mine.depth, d / "train.bin")
-        return {"export": str(export), **R.retrieval_metrics(ds.dev_judged, dev_run, ds.corpus)}
+        return {"export": str(export), **dev_metrics(dev_run, ev.depth)}
 
     def de_stage(name: str, **overrides: Any):
         def fn(d: Path) -> dict[str, Any]:
@@ -223,28 +260,75 @@ def run_pipeline(
         return fn
 
     marco_data = {"data.source": "marco", "data.dir": str(root)}
-    de0 = pipe.run("de0", de_stage("de0", **marco_data))
+    # NQ's step 1 trains on DPR's training file with its hard negatives (run_nq.sh)
+    step1_data = (
+        {"data.source": "dpr", "data.path": str(ds.train_file), "eval_every": 0}
+        if nq_recipe
+        else marco_data
+    )
+    de0 = pipe.run("de0", de_stage("de0", **step1_data))
     de0_dir = work / "de0"
+    dn = config.denoise
 
     def ce_stage(d: Path) -> dict[str, Any]:
-        export = _train(config.reranker, d / "train", ds.corpus.dir.parent, **marco_data, **{
-            "data.train_run": str(de0_dir / "train.bin"), "data.dev_run": str(de0_dir / "dev.bin")})  # fmt: skip
+        if nq_recipe:  # construct_nq_train_ce.py: answers pick the pair in de0's top n
+            run = BinaryRun(de0_dir / "train.bin")
+            out = d / "train.tsv"
+            counts = R.chunked(out, len(M.answered_rows(run, ds.answers["train"])), M.CHUNK,
+                               lambda pi, pc: M.nq_cross_run(run, ds.answers["train"], ds.queries["train"], ds.corpus,
+                                                             out, config.mine.depth, dn.seed, M.CHUNK, pi, pc,
+                                                             progress))  # fmt: skip
+            data = {"data.source": "rocketqa_tsv", "data.path": str(out), "eval_every": 0}
+        else:
+            data = {**marco_data, "data.train_run": str(de0_dir / "train.bin"),
+                    "data.dev_run": str(de0_dir / "dev.bin")}  # fmt: skip
+        export = _train(config.reranker, d / "train", ds.corpus.dir.parent, **data)
         reranked = R.rerank_run(export, BinaryRun(de0_dir / "dev.bin"), ds.queries["dev"], ds.corpus,
                                 ev.rerank_top, progress=progress)  # fmt: skip
         on_process_0(lambda: F.write_run(d / "dev.rerank.run", reranked), "dev.rerank.run written")
+        out_data = {"export": str(export), "reranked": f"de0 top {ev.rerank_top}"}
+        if nq_recipe:  # answer recall of the re-ordered candidates, at the depths it re-ranked
+            return {**out_data, **nq.answer_metrics(ds, reranked, ev.rerank_top),
+                    "data": {k: counts[k] for k in ("queries", "positives", "negatives", "lines")}}  # fmt: skip
         # the re-ranker orders de0's candidates: its recall is de0's, only MRR@10 is its own
-        mrr = R.retrieval_metrics(ds.dev_judged, reranked)["mrr@10"]
-        return {"export": str(export), "reranked": f"de0 top {ev.rerank_top}", "mrr@10": mrr}
+        return {**out_data, "mrr@10": R.retrieval_metrics(ds.dev_judged, reranked)["mrr@10"]}
 
     ce = pipe.run("ce", ce_stage)
     if until == "ce":
         return {"stages": {"de0": de0, "ce": ce}, "ran": pipe.ran}
-    dn = config.denoise
     # before anything trusts the re-ranker over the retriever: does it beat it on dev?
     check = reranker_check(ds, de0_dir / "dev.bin", work / "ce" / "dev.rerank.run", ev.rerank_top,
                            dn.top, dn.tau_neg, config.augment.tau_pos)  # fmt: skip
     check["guard"] = RC.guard(check, config.guard.margin, config.guard.allow_weak_reranker,
                               "guard.allow_weak_reranker")  # fmt: skip
+
+    def nq_denoise_stage(d: Path) -> dict[str, Any]:
+        """construct_nq_train_de.py: the re-ranker scores de0's top n; one line a question."""
+        run, answers, queries = (
+            BinaryRun(de0_dir / "train.bin"),
+            ds.answers["train"],
+            ds.queries["train"],
+        )
+        answered = M.answered_rows(run, answers)
+        scores = _score(
+            ce["export"], run, queries, ds.corpus, d / "ce_top.bin", dn.top, progress, answered
+        )
+
+        def denoise(out: Path, with_scores: BinaryRun | None) -> dict[str, Any]:
+            return R.chunked(out, len(answered), M.CHUNK, lambda pi, pc: M.nq_denoise_run(
+                run, answers, with_scores, queries, ds.corpus, out, dn.top, dn.tau_neg, M.CHUNK, pi, pc,
+                progress))  # fmt: skip
+
+        counts = denoise(d / "train.tsv", scores)
+        undenoised = denoise(d / "train.undenoised.tsv", None)
+        out = {"stats": {k: counts[k] for k in ("queries", "no_positive_or_negative")},
+               "lines": counts["lines"], "undenoised_lines": undenoised["lines"]}  # fmt: skip
+        on_process_0(lambda: L.write_stats(d / "stats.json", out), "denoise stats")
+        return {
+            **out,
+            "train_tsv": str(d / "train.tsv"),
+            "undenoised_tsv": str(d / "train.undenoised.tsv"),
+        }
 
     def denoise_stage(d: Path) -> dict[str, Any]:
         run = BinaryRun(de0_dir / "train.bin")
@@ -275,7 +359,7 @@ def run_pipeline(
             "undenoised_tsv": str(d / "train.undenoised.tsv"),
         }
 
-    denoised = pipe.run("denoise", denoise_stage)
+    denoised = pipe.run("denoise", nq_denoise_stage if nq_recipe else denoise_stage)
     later = {"data.source": "rocketqa_tsv", "num_epochs": config.later_epochs,
              "num_train_steps": config.later_steps, "data.random_negative_lines": 1}  # fmt: skip
     de1 = pipe.run("de1", de_stage("de1", **later, **{"data.path": denoised["train_tsv"]}))
@@ -329,8 +413,7 @@ def run_pipeline(
     )
     report = {
         "stages": {
-            name: {k: v for k, v in r.items() if k in ("mrr@10", "recall@50", "recall@1000")}
-            for name, r in stages.items()
+            name: {k: v for k, v in r.items() if k in REPORT_KEYS} for name, r in stages.items()
         },
         "reranker_check": check,
         "denoise": {k: v for k, v in denoised.items() if k not in ("train_tsv", "undenoised_tsv")},
@@ -340,11 +423,14 @@ def run_pipeline(
 
     def report_files() -> None:  # process 0 alone looks at the files; all meet the barrier
         if pipe.ran or not (work / "report.json").is_file():
-            _write_report(work, report, ev.rerank_top)
+            _write_report(work, report, ev.rerank_top, nq_recipe)
 
     on_process_0(report_files, "report")
     return {**report, "ran": pipe.ran}
 
+
+REPORT_KEYS = ("mrr@10", "recall@50", "recall@1000", "answer_recall@5", "answer_recall@20",
+               "answer_recall@100")  # fmt: skip
 
 PAPER = {  # RocketQA Table 3 / 2, MS MARCO dev
     "de0": "33.3 (cross-batch)",
@@ -355,18 +441,24 @@ PAPER = {  # RocketQA Table 3 / 2, MS MARCO dev
 }
 
 
-def _write_report(work: Path, report: dict[str, Any], rerank_top: int) -> None:
+PAPER_NQ = {"de2": "74.0 / 82.7 / 88.5 (the RocketQA retriever)"}  # RocketQA Table 2, NQ test
+
+
+def _write_report(
+    work: Path, report: dict[str, Any], rerank_top: int, nq_recipe: bool = False
+) -> None:
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        "# RocketQA v1 pipeline report",
-        "",
-        "| model | MRR@10 | R@50 | R@1000 | paper MS MARCO MRR@10 |",
-        "|---|---|---|---|---|",
-    ]
+    if nq_recipe:
+        keys, paper = ("answer_recall@5", "answer_recall@20", "answer_recall@100"), PAPER_NQ
+        head = "| model | R@5 | R@20 | R@100 | paper NQ test R@5 / R@20 / R@100 |"
+    else:
+        keys, paper = ("mrr@10", "recall@50", "recall@1000"), PAPER
+        head = "| model | MRR@10 | R@50 | R@1000 | paper MS MARCO MRR@10 |"
+    lines = ["# RocketQA v1 pipeline report", "", head, "|---|---|---|---|---|"]
     for name, m in report["stages"].items():
         label = f"{name} (re-ranks de0's top {rerank_top})" if name == "ce" else name
-        cells = [f"{m[k]:.3f}" if k in m else "—" for k in ("mrr@10", "recall@50", "recall@1000")]
-        lines.append(f"| {label} | {' | '.join(cells)} | {PAPER.get(name, '')} |")
+        cells = [f"{m[k]:.3f}" if k in m else "—" for k in keys]
+        lines.append(f"| {label} | {' | '.join(cells)} | {paper.get(name, '')} |")
     lines += reranker_check_lines(report["reranker_check"], "re-ranker")
     lines += ["", "## Denoising", "", "```json", json.dumps(report["denoise"], indent=2), "```"]
     lines += [
