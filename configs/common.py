@@ -334,11 +334,19 @@ def get_pipeline_v2_config() -> ml_collections.ConfigDict:
     c.v1 = get_pipeline_v1_config()  # the data (always) and the v1 stages (without init dirs)
     c.lists = ml_collections.ConfigDict(
         {
+            # What the release documents: the files rand128+aug128 (rand32+aug32 for NQ), the
+            # first passage of a list is its positive, and (maintainers, RocketQA issues #64,
+            # #65) the aug lists' positives are the ground truth plus denoised positives, with
+            # thresholds on the re-ranker's scores tuned on dev. Not documented, chosen here:
+            # the depths, the thresholds' values (RocketQA v1's), how many denoised positives.
             "mix": "rand+aug",  # the released rand128+aug128 | "rand" | "aug"
             "depth": 1000,  # n: the retriever's top n, where rand negatives are sampled
-            "top": 50,  # candidates the re-ranker scores to denoise (aug lists)
+            "top": 50,  # the scored depth: candidates the re-ranker scores for the aug lists
+            # (negatives beyond it are drawn unscored from ranks top+1..depth)
             "tau_neg": 0.1,  # an aug negative scores below this
             "tau_pos": 0.9,  # above this a passage is a confident positive
+            "denoised_positives": 1,  # per labelled question, lists headed by its confident
+            # unlabelled passages (best first), besides its ground truth's list
             "seed": 0,
         }
     )

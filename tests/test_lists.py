@@ -225,7 +225,8 @@ def test_denoised_lists_drop_false_negatives_and_add_confident_positives():
     assert all(scores["q"][p] < 0.1 for p in lists["q"][1:])
     assert lists["u"][0] == "p4" and "v" not in lists
     assert st.as_dict() == {"lists": 2, "skipped_no_positive": 1, "skipped_too_few_candidates": 0,
-                            "pseudo_positive_lists": 1, "excluded_confident": 2}  # fmt: skip
+                            "pseudo_positive_lists": 1, "excluded_confident": 2,
+                            "denoised_positive_lists": 0}  # fmt: skip
     small, st = L.denoised_lists(run, {"q": {"p0": 1}}, scores, list_size=12, top=10, seed=0)
     assert len(small["q"]) == 12 and all(
         int(p[1:]) >= 10 for p in small["q"][7:]
@@ -284,3 +285,24 @@ def test_rqa_score_command_saves_the_cross_encoders_scores(tmp_path, tiny_tokeni
     assert list(got) == ["q"] and list(got["q"]) == ["p2", "p0"]  # the top 2, in the run's order
     # saved with 6 decimals; batch shapes differ from the one-off call: float32 noise ~1e-6
     np.testing.assert_allclose([got["q"]["p2"], got["q"]["p0"]], want, atol=2e-5)
+
+
+def test_denoised_positives_head_lists_of_their_own():
+    """A labelled question's confident unlabelled passages (> τ_pos, best first, at most
+    ``most``) each head a list whose negatives are below τ_neg and never a labelled positive."""
+    ranked = [f"p{i}" for i in range(12)]
+    scores = {
+        "p0": 0.2,
+        "p1": 0.95,
+        "p2": 0.99,
+        "p3": 0.92,
+        **{f"p{i}": 0.01 for i in range(4, 12)},
+    }
+    st = L.ListStats()
+    lists = L.denoised_positive_lists("q", ranked, ["p0"], scores, st, 4, 2, top=12, depth=12)
+    assert [lst[0] for lst in lists] == ["p2", "p1"]  # the two most confident, p3 left out
+    for lst in lists:
+        assert len(lst) == 4 and all(scores[p] < 0.1 for p in lst[1:]) and "p0" not in lst
+    assert (st.denoised_positive_lists, st.lists) == (2, 2)
+    assert L.denoised_positive_lists("q", ranked, ["p0"], scores, st, 4, 0, top=12, depth=12) == []
+    assert L.denoised_positive_lists("q", ranked, [], scores, st, 4, 2, top=12, depth=12) == []

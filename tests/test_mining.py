@@ -162,6 +162,17 @@ def test_mine_denoise_augment_and_lists_write_what_the_id_based_steps_write(data
         b, {}, all_scores, queries, store, tmp / "auglists.tsv", 6, 20, 50, 0.2, 0.95, 2, None, c, p, n, False))  # fmt: skip
     assert (tmp / "auglists.tsv").read_text() == (tmp / "want.auglists.tsv").read_text()
     assert {k: counts[k] for k in st.as_dict()} == st.as_dict()
+    # labelled questions: each ground-truth list, then lists headed by denoised positives
+    counts = _split(tmp / "dp.tsv", len(b), lambda p, n, c: M.lists_run(
+        b, qrels, all_scores, queries, store, tmp / "dp.tsv", 6, 20, 50, 0.2, 0.95, 2, None, c, p, n, False,
+        None, 2))  # fmt: skip
+    blocks = list(F.iter_joint_lists(tmp / "dp.tsv", 6))
+    assert counts["denoised_positive_lists"] > 0 and len(blocks) == counts["lists"]
+    text = {t: pid for pid, (_, t) in corpus.items()}
+    heads = [text[b_.paras[0]] for b_ in blocks]
+    extra = [(b_, h) for b_, h in zip(blocks, heads, strict=True)
+             if not any(h in qrels.get(q, {}) for q in qrels) and b_.query in {queries[q] for q in qrels}]  # fmt: skip
+    assert extra and all(max(all_id[q].get(h, 0.0) for q in all_id) > 0.95 for _, h in extra)
 
 
 def test_a_step_stopped_mid_way_resumes_to_the_same_output(data):

@@ -336,6 +336,42 @@ def augment_query(
     return [(best, neg) for neg in chosen]
 
 
+def denoised_positive_lists(
+    qid: str,
+    ranked: Sequence[Id],
+    positives: Sequence[Id],
+    scores: Mapping[Id, float],
+    st: ListStats,
+    list_size: int,
+    most: int,
+    top: int = 50,
+    depth: int = 1000,
+    tau_neg: float = 0.1,
+    tau_pos: float = 0.9,
+    seed: int = 0,
+    not_negatives: Collection[Id] = (),
+) -> list[list[Id]]:
+    """RocketQAv2's "denoised positives" of a labelled question (the maintainers: the aug
+    lists' positives are the ground truth plus denoised positives): up to ``most`` of its
+    unlabelled top-``top`` passages the re-ranker scores above ``tau_pos`` (best first) each
+    head a list of their own, negatives drawn as :func:`denoised_list` draws them (never a
+    labelled positive)."""
+    if not positives or most < 1:
+        return []
+    labelled = set(positives)
+    confident = sorted((pid for pid in ranked[:top] if pid in scores and scores[pid] > tau_pos
+                        and pid not in labelled), key=lambda p: -scores[p])  # fmt: skip
+    out = []
+    for k, pid in enumerate(confident[:most]):
+        got = denoised_list(f"{qid}#{k + 1}", ranked, [pid], scores, ListStats(), list_size, top, depth, tau_neg,
+                            tau_pos, seed, [*labelled, *not_negatives])  # fmt: skip
+        if got is not None:
+            out.append(got)
+    st.denoised_positive_lists += len(out)
+    st.lists += len(out)
+    return out
+
+
 # ----------------------------------------------------------------------------- NQ
 
 
@@ -426,6 +462,7 @@ class ListStats(_Stats):
     skipped_too_few_candidates: int = 0
     pseudo_positive_lists: int = 0  # lists of unlabeled questions, positive from the re-ranker
     excluded_confident: int = 0  # candidates kept out of the negatives as likely positives
+    denoised_positive_lists: int = 0  # extra lists of labelled questions, a confident passage first
 
 
 def sampled_lists(

@@ -368,11 +368,15 @@ def lists_run(
     process_count: int = 1,
     progress: bool = True,
     not_negatives: Qrels | None = None,
+    denoised_positives: int = 0,
 ) -> int:
     """RocketQAv2's lists over the ``selected`` run queries (all by default), as joint TSV
     parts of ``out``: "rand" (:func:`rqa_jax.data.lists.sampled_lists`) without ``scores``,
     "aug" (:func:`rqa_jax.data.lists.denoised_lists`) with them (row j = the j-th selected
-    query); ``not_negatives`` (``qrels.train.addition.tsv``) are never negatives. Returns
+    query); ``not_negatives`` (``qrels.train.addition.tsv``) are never negatives; with
+    scores, each labelled query's list is followed by up to ``denoised_positives`` lists
+    headed by its confident unlabelled passages
+    (:func:`rqa_jax.data.lists.denoised_positive_lists`). Returns
     the number of selected queries (what :func:`merge_parts` takes)."""
     selected = np.arange(len(run)) if selected is None else np.asarray(selected, np.int64)
     if scores is not None and scores.qids != [run.qids[i] for i in selected]:
@@ -387,15 +391,20 @@ def lists_run(
             qid, ranked = run.qids[i], run.row(i)[0].tolist()
             positives = positive_rows(qrels, qid, corpus)
             extra = positive_rows(not_negatives or {}, qid, corpus)
+            more: list[list[int]] = []
             if scores is None:
                 got = L.sampled_list(
                     qid, ranked, positives, qid in qrels, st, list_size, depth, seed, extra
                 )
             else:
-                got = L.denoised_list(qid, ranked, positives, score_map(scores, j), st, list_size,
-                                      top, depth, tau_neg, tau_pos, seed, extra)  # fmt: skip
+                qs = score_map(scores, j)
+                got = L.denoised_list(qid, ranked, positives, qs, st, list_size, top, depth, tau_neg,
+                                      tau_pos, seed, extra)  # fmt: skip
+                if got is not None:  # then the lists of its denoised positives
+                    more = L.denoised_positive_lists(qid, ranked, positives, qs, st, list_size, denoised_positives,
+                                                     top, depth, tau_neg, tau_pos, seed, extra)  # fmt: skip
             if got is not None:
-                lists.append((qid, got))
+                lists += [(qid, got), *((qid, m) for m in more)]
         F.write_joint_lists(part, _joint_lines(lists, queries, corpus))
         return st.as_dict()
 

@@ -156,7 +156,8 @@ def run_pipeline(
             not_negatives = ds.not_negatives if run is train_run else None
             counts = R.chunked(path, len(selected), M.CHUNK, lambda pi, pc: M.lists_run(
                 run, qrels, scores, queries, ds.corpus, path, m, lc.top, lc.depth, lc.tau_neg,
-                lc.tau_pos, lc.seed, selected, M.CHUNK, pi, pc, progress, not_negatives))  # fmt: skip
+                lc.tau_pos, lc.seed, selected, M.CHUNK, pi, pc, progress, not_negatives,
+                lc.denoised_positives))  # fmt: skip
             files.append(path)
             return {f.name: counts[f.name] for f in dataclasses.fields(L.ListStats)}
 
