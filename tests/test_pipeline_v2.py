@@ -42,6 +42,8 @@ def test_pipeline_v2_from_scratch_with_ablations(tmp_path):
     assert report["lists"]["rand"]["lists"] > 0 and report["lists"]["aug_train"]["lists"] > 0
     assert (Path(report["exports"]["reranker"]) / "config.json").is_file()
     assert (Path(report["exports"]["retriever"]) / "query_encoder" / "config.json").is_file()
+    assert report["start"] == {"init_retriever": "v1's de0", "init_reranker": "v1's ce"}
+    assert "| init_retriever (v1's de0) |" in (work / "report.md").read_text()  # not "37.0"
     saved = json.loads((work / "report.json").read_text())
     assert (
         saved["stages"] == stages
