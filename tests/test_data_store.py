@@ -206,6 +206,21 @@ def test_step_one_lays_out_four_lines_per_pair_as_the_released_data(marco_dir, t
                                        random_negative_lines=4), tmp_path)  # fmt: skip
 
 
+def test_step_one_config_on_your_own_tsv_reads_its_lines_and_says_the_layout_is_not_read(
+    tmp_path, capsys
+):
+    """The MS MARCO step-1 config (4 lines a pair) pointed at a RocketQA TSV: the file's lines
+    are the epoch, and the config's layout is named as not read rather than refused."""
+    rows = [F.DualTrainRow(f"q{i}", None, f"pos {i}", None, f"neg {i}") for i in range(9)]
+    F.write_dual_train(tmp_path / "train.tsv", rows)
+    c = dual_config(
+        source="rocketqa_tsv", path=str(tmp_path / "train.tsv"), random_negative_lines=4
+    )
+    lines, _ = builders.dual_data(c, tmp_path)
+    assert len(lines) == 9
+    assert "data.random_negative_lines=4 is not read" in capsys.readouterr().out
+
+
 def test_marco_step_one_config_has_the_released_epoch():
     """MS MARCO step 1: 532,761 train (query, positive) pairs x 4 lines / 4096 a batch = 520
     steps per epoch, 40 epochs ~ 20.8k steps (the released de0 data's size)."""

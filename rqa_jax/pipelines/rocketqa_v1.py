@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,37 @@ def load_data(config: ml_collections.ConfigDict, pipe: Pipeline, progress: bool 
     )
 
 
+def _check_trainable(
+    stage_dir: Path, lines: int, batch: int, scores: BinaryRun, tau_neg: float
+) -> None:
+    """Denoising that leaves less than one batch stops here, saying why, not in the loader:
+    a re-ranker scoring every candidate above ``tau_neg`` (a weak or uncalibrated one) keeps
+    no negative at all."""
+    if lines >= batch:
+        return
+    lo, hi = np.inf, -np.inf
+    for start in range(0, len(scores), 65_536):
+        block = np.asarray(scores.scores[start : start + 65_536])
+        block = block[np.isfinite(block)]
+        if block.size:
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    seen = f"its scores there range {lo:.4f} to {hi:.4f}" if lo <= hi else "it scored nothing"
+    out = stage_dir / "train.tsv"
+
+    def forget_lines() -> None:  # cheap to redo; the scores (ce_top.bin) are what cost
+        shutil.rmtree(f"{out}.parts", ignore_errors=True)
+        for path in (out, Path(f"{out}.counts.json")):
+            path.unlink(missing_ok=True)
+
+    on_process_0(forget_lines, "denoise lines removed")
+    raise ConfigError(
+        f"denoise: {lines} lines, fewer than one retriever batch ({batch}): few candidates "
+        f"were scored below denoise.tau_neg={tau_neg} by the re-ranker ({seen}). Check the "
+        "re-ranker (the 'ce' stage) or set denoise.tau_neg, and run the pipeline again: "
+        f"finished stages and the re-ranker's scores ({scores.path}) are kept"
+    )
+
+
 def run_pipeline(
     config: ml_collections.ConfigDict,
     workdir: str | Path,
@@ -320,6 +352,7 @@ def run_pipeline(
                 progress))  # fmt: skip
 
         counts = denoise(d / "train.tsv", scores)
+        _check_trainable(d, counts["lines"], config.retriever.train_batch_size, scores, dn.tau_neg)
         undenoised = denoise(d / "train.undenoised.tsv", None)
         out = {"stats": {k: counts[k] for k in ("queries", "no_positive_or_negative")},
                "lines": counts["lines"], "undenoised_lines": undenoised["lines"]}  # fmt: skip
@@ -346,6 +379,7 @@ def run_pipeline(
                 M.CHUNK, pi, pc, progress, ds.not_negatives))  # fmt: skip
 
         counts = denoise(d / "train.tsv", scores)
+        _check_trainable(d, counts["lines"], config.retriever.train_batch_size, scores, dn.tau_neg)
         denoise(d / "train.undenoised.tsv", None)
         fields = [f.name for f in dataclasses.fields(L.DenoiseStats)]
         out: dict[str, Any] = {"stats": {k: counts[k] for k in fields}}

@@ -203,12 +203,15 @@ def check_data(config: ml_collections.ConfigDict) -> None:
         if not config.eval_every:
             _note(f"eval_every=0: data.{key}={value!r} (read for dev evaluation only) is not read")
     lines = d.get("random_negative_lines", 1)
-    if lines != 1 and not (
-        task == "dual" and d.source in ("sample", "marco") and d.negatives == "random"
-    ):
-        raise ConfigError(f"data.random_negative_lines={lines} would be ignored: it lays out step 1's "
-                          "random negatives (task 'dual', data.source 'marco' or 'sample', "
-                          "data.negatives='random')")  # fmt: skip
+    step_one_source = task == "dual" and d.source in ("sample", "marco")
+    if lines != 1 and not (step_one_source and d.negatives == "random"):
+        why = (f"data.random_negative_lines={lines} would be ignored: it lays out step 1's random "
+               "negatives (task 'dual', data.source 'marco' or 'sample', data.negatives='random')")  # fmt: skip
+        if step_one_source:  # same files, other negatives: the layout asked for is not the one read
+            raise ConfigError(why)
+        # another source (a step-1 config pointed at your own TSV): its files set the lines
+        _note(why.replace("would be ignored", "is not read") + f"; data.source={d.source!r} reads "
+              "its lines as they are")  # fmt: skip
     if d.dev_candidates_run and parse_dev_corpus(d.dev_corpus)[0] != "run":
         raise ConfigError(f"data.dev_candidates_run={d.dev_candidates_run!r} would be ignored: it is "
                           f"read only with data.dev_corpus='run:K' (got {d.dev_corpus!r})")  # fmt: skip
