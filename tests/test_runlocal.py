@@ -21,6 +21,9 @@ RUN_ELSEWHERE = {
     "rocketqa_v2_marco.py": ("test_multiprocess.py", '"configs/rocketqa_v2_marco.py:runlocal"'),
     "rocketqa_v1_pipeline_marco.py": ("test_pipeline_v1.py", '"rocketqa_v1_pipeline_marco.py") + ":runlocal"'),
     "rocketqa_v2_pipeline_marco.py": ("test_pipeline_v2.py", '"rocketqa_v2_pipeline_marco.py") + ":runlocal"'),
+    # its runlocal writes the sample in DPR's form and reads it as "nq"; the test does the same
+    # with files it writes (generate + write_dpr_form), and so this pipeline runs once in CI
+    "rocketqa_v1_pipeline_nq.py": ("test_pipeline_nq.py", '"rocketqa_v1_pipeline_nq.py") + ":runlocal"'),
 }  # fmt: skip
 FAST = {"cross_encoder_nq.py", "demo_cross.py", "rocketqa_v1_nq.py"}  # under ~30 s each
 

@@ -247,8 +247,10 @@ def run_pipeline(
 
 
 PAPER = {  # RocketQAv2 Tables 2-3 and 6, MS MARCO dev MRR@10
-    # what the pipeline starts from by default is v1's de0 and ce, not the released joint
-    # warm-up checkpoint RocketQAv2 trained from (how that was trained is not published)
+    # the pipeline starts from v1's de0 and ce, as the paper describes its start (§3.4 and
+    # footnote 2: RocketQA's step-1 dual encoder and step-2 cross encoder); the released
+    # joint warm-up checkpoint's re-ranker is an ERNIE-base with the v2 head, which no
+    # released script or issue says how to train (the released step-2 model is ERNIE-large)
     "init_retriever": "33.3 as RocketQA's de0 (the RocketQA retriever, de2: 37.0)",
     "init_reranker": "40.9 (RocketQA re-ranker)",
     "joint_retriever": "38.8 (lists of 128); 37.4 with lists of 8",
